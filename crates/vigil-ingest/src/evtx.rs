@@ -1,0 +1,112 @@
+//! EVTX files, read with the `evtx` crate.
+//!
+//! Chunks of an EVTX file are independent, so the `evtx` crate renders them
+//! on a thread pool; [`read_evtx`] runs the caller's `map` right there, on
+//! the worker that rendered the record, so work done per event (detection)
+//! is parallel within one file too. Results come back in file order.
+
+use crate::winlog::event_from_evtx_json;
+use crate::{IngestError, Position};
+use evtx::err::EvtxError;
+use evtx::{EvtxParser, ParserSettings};
+use std::path::Path;
+use std::sync::Arc;
+use vigil_event::Event;
+
+/// How to read EVTX files.
+#[derive(Debug, Clone, Copy)]
+pub struct EvtxOptions {
+    /// Worker threads for rendering records (0: one per core).
+    pub threads: usize,
+    /// Verify chunk checksums and report chunks that fail (off: a damaged
+    /// checksum alone does not stop a readable chunk from being read).
+    pub validate_checksums: bool,
+}
+
+impl Default for EvtxOptions {
+    fn default() -> Self {
+        EvtxOptions {
+            threads: 0,
+            validate_checksums: false,
+        }
+    }
+}
+
+/// Reads every record of an EVTX file, turns it into an [`Event`] and
+/// hands it to `map` (on a worker thread); `on_item` receives the results
+/// (or the error of each record or chunk that could not be read) in file
+/// order, on the calling thread.
+///
+/// # Errors
+/// Only when the file cannot be opened or is not an EVTX file; damaged
+/// chunks and records are passed to `on_item` and reading goes on.
+pub fn read_evtx<U, M, F>(path: &Path, opts: EvtxOptions, map: M, mut on_item: F) -> Result<(), IngestError>
+where
+    U: Send + 'static,
+    M: Fn(Event) -> U + Send + Sync + Clone + 'static,
+    F: FnMut(Result<U, IngestError>),
+{
+    let source: Arc<str> = path.to_string_lossy().into();
+    let settings = ParserSettings::new()
+        .num_threads(opts.threads)
+        .validate_checksums(opts.validate_checksums);
+    let mut parser = EvtxParser::from_path(path)
+        .map_err(|e| IngestError {
+            source: source.clone(),
+            position: Position::Source,
+            reason: describe(&e),
+        })?
+        .with_configuration(settings);
+    let src = source.clone();
+    let windows: Arc<str> = "windows".into();
+    for item in parser.serialized_records(move |record| {
+        let record = record?;
+        let record_id = record.event_record_id;
+        let ts = record.timestamp.as_nanosecond();
+        let rendered = record.into_json_bytes()?;
+        let doc: serde_json::Value = serde_json::from_slice(&rendered.data)
+            .map_err(|e| EvtxError::FailedToParseRecord {
+                record_id,
+                source: Box::new(EvtxError::SerializationError(e.into())),
+            })?;
+        let mut event = Event::with_capacity(32);
+        event_from_evtx_json(&doc, &mut event);
+        event.meta.timestamp_ns = i64::try_from(ts).ok();
+        event.meta.record_id = Some(record_id);
+        event.meta.source = Some(src.clone());
+        event.meta.product = Some(windows.clone());
+        Ok(map(event))
+    }) {
+        on_item(item.map_err(|e| IngestError {
+            source: source.clone(),
+            position: position_of(&e),
+            reason: describe(&e),
+        }));
+    }
+    Ok(())
+}
+
+fn position_of(e: &EvtxError) -> Position {
+    match e {
+        EvtxError::FailedToParseRecord { record_id, .. } => Position::Record(*record_id),
+        EvtxError::FailedToParseChunk { chunk_id, .. } => Position::Chunk(*chunk_id),
+        EvtxError::FailedToReadRecordAt { offset, .. } => Position::Offset(*offset),
+        _ => Position::Source,
+    }
+}
+
+/// The error and its causes, joined: the `evtx` crate puts the useful part
+/// (what was truncated, at which offset) in the sources.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}

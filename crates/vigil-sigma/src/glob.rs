@@ -1,0 +1,441 @@
+//! Sigma strings: wildcards, escapes, and the matcher a string compiles to.
+//!
+//! A Sigma value is text in which `*` stands for any run of characters and
+//! `?` for exactly one; `\*`, `\?` and `\\` are the literal characters, and
+//! a backslash before anything else is itself literal (so `C:\Windows\`
+//! ends in a backslash). [`parse`] turns the text into [`Tok`]s;
+//! [`StrMatcher::new`] picks the cheapest matcher for the shape: equality,
+//! prefix, suffix, substring (with a precompiled `memmem` finder), or a
+//! general glob.
+//!
+//! Our own glob matcher instead of a regex: every Sigma value compiles to
+//! one, thousands per rule set, and the segment matcher below costs neither
+//! compile time nor memory while matching in linear time for the `*`-only
+//! shapes that make up nearly all rules.
+
+use memchr::memmem;
+
+/// One token of a Sigma string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tok {
+    /// A literal character.
+    Lit(char),
+    /// `*`: any run of characters, possibly empty.
+    Star,
+    /// `?`: exactly one character.
+    One,
+}
+
+/// Parses Sigma wildcard syntax.
+pub fn parse(text: &str) -> Vec<Tok> {
+    let mut toks = Vec::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => toks.push(Tok::Star),
+            '?' => toks.push(Tok::One),
+            '\\' => match chars.peek() {
+                Some(&next @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    toks.push(Tok::Lit(next));
+                }
+                _ => toks.push(Tok::Lit('\\')),
+            },
+            c => toks.push(Tok::Lit(c)),
+        }
+    }
+    toks
+}
+
+/// Literal tokens only, with no wildcard interpretation.
+pub fn literal(text: &str) -> Vec<Tok> {
+    text.chars().map(Tok::Lit).collect()
+}
+
+/// Whether any token is a wildcard.
+pub fn has_wildcards(toks: &[Tok]) -> bool {
+    toks.iter().any(|t| !matches!(t, Tok::Lit(_)))
+}
+
+/// Renders tokens back into Sigma syntax (escaping literals that need it).
+pub fn render(toks: &[Tok]) -> String {
+    let mut s = String::with_capacity(toks.len());
+    for t in toks {
+        match t {
+            Tok::Star => s.push('*'),
+            Tok::One => s.push('?'),
+            Tok::Lit(c @ ('*' | '?' | '\\')) => {
+                s.push('\\');
+                s.push(*c);
+            }
+            Tok::Lit(c) => s.push(*c),
+        }
+    }
+    s
+}
+
+/// A piece of a glob segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    AnyChar,
+}
+
+/// A run of literal text and `?` between two `*` of a glob.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pieces: Vec<Piece>,
+    /// Finder for the leading text, to skip to candidate positions.
+    finder: Option<memmem::Finder<'static>>,
+}
+
+impl Segment {
+    fn new(pieces: Vec<Piece>) -> Self {
+        let finder = match pieces.first() {
+            Some(Piece::Text(t)) => Some(memmem::Finder::new(t.as_bytes()).into_owned()),
+            _ => None,
+        };
+        Segment { pieces, finder }
+    }
+
+    /// Matches the segment at byte `pos`; returns the end position.
+    fn match_at(&self, text: &str, mut pos: usize) -> Option<usize> {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => {
+                    if !text.get(pos..)?.starts_with(t.as_str()) {
+                        return None;
+                    }
+                    pos += t.len();
+                }
+                Piece::AnyChar => pos += text.get(pos..)?.chars().next()?.len_utf8(),
+            }
+        }
+        Some(pos)
+    }
+
+    /// Finds the leftmost match starting at or after `from`; returns end.
+    fn find(&self, text: &str, from: usize) -> Option<usize> {
+        match &self.finder {
+            Some(finder) => {
+                let mut start = from;
+                while let Some(i) = finder.find(text.as_bytes().get(start..)?) {
+                    if let Some(end) = self.match_at(text, start + i) {
+                        return Some(end);
+                    }
+                    start += i + 1;
+                    // `start` may now sit inside a character; the finder
+                    // only reports positions where the (valid UTF-8)
+                    // needle starts, which are boundaries.
+                }
+                None
+            }
+            None => {
+                let mut pos = from;
+                loop {
+                    if let Some(end) = self.match_at(text, pos) {
+                        return Some(end);
+                    }
+                    pos += text.get(pos..)?.chars().next()?.len_utf8();
+                }
+            }
+        }
+    }
+}
+
+/// A compiled matcher for one Sigma string.
+#[derive(Debug, Clone)]
+pub enum StrMatcher {
+    /// The whole text equals this.
+    Exact(String),
+    /// The text starts with this.
+    Prefix(String),
+    /// The text ends with this.
+    Suffix(String),
+    /// The text contains this.
+    Contains(memmem::Finder<'static>, String),
+    /// Anything else: `*`-separated segments; the first is anchored at the
+    /// start and the last at the end.
+    Glob {
+        /// Segments between stars.
+        segments: Vec<Segment>,
+        /// Whether the pattern starts with `*`.
+        open_start: bool,
+        /// Whether the pattern ends with `*`.
+        open_end: bool,
+    },
+    /// `*`: any text.
+    Any,
+}
+
+impl StrMatcher {
+    /// Compiles tokens; when `lowercase` is set, literal text is lowercased
+    /// (the caller then matches lowercased text).
+    pub fn new(toks: &[Tok], lowercase: bool) -> Self {
+        let mut segments: Vec<Vec<Piece>> = vec![Vec::new()];
+        for t in toks {
+            match t {
+                Tok::Star => {
+                    if !segments.last().is_some_and(|s| s.is_empty()) || segments.len() == 1 {
+                        segments.push(Vec::new());
+                    }
+                }
+                Tok::One => segments.last_mut().expect("non-empty").push(Piece::AnyChar),
+                Tok::Lit(c) => {
+                    let seg = segments.last_mut().expect("non-empty");
+                    match seg.last_mut() {
+                        Some(Piece::Text(s)) => s.push(*c),
+                        _ => seg.push(Piece::Text(c.to_string())),
+                    }
+                }
+            }
+        }
+        if lowercase {
+            for seg in &mut segments {
+                for p in seg.iter_mut() {
+                    if let Piece::Text(s) = p {
+                        *s = lower(s);
+                    }
+                }
+            }
+        }
+        let open_start = matches!(toks.first(), Some(Tok::Star));
+        let open_end = matches!(toks.last(), Some(Tok::Star)) && toks.len() > 0;
+        // Drop the empty segments that a leading or trailing star leaves.
+        let segs: Vec<Vec<Piece>> = segments.into_iter().filter(|s| !s.is_empty()).collect();
+        let single_text = |s: &Vec<Piece>| match s.as_slice() {
+            [Piece::Text(t)] => Some(t.clone()),
+            _ => None,
+        };
+        match (segs.len(), open_start, open_end) {
+            (0, false, false) => StrMatcher::Exact(String::new()),
+            (0, _, _) => StrMatcher::Any,
+            (1, false, false) if single_text(&segs[0]).is_some() => {
+                StrMatcher::Exact(single_text(&segs[0]).expect("checked"))
+            }
+            (1, false, true) if single_text(&segs[0]).is_some() => {
+                StrMatcher::Prefix(single_text(&segs[0]).expect("checked"))
+            }
+            (1, true, false) if single_text(&segs[0]).is_some() => {
+                StrMatcher::Suffix(single_text(&segs[0]).expect("checked"))
+            }
+            (1, true, true) if single_text(&segs[0]).is_some() => {
+                let t = single_text(&segs[0]).expect("checked");
+                StrMatcher::Contains(memmem::Finder::new(t.as_bytes()).into_owned(), t)
+            }
+            _ => StrMatcher::Glob {
+                segments: segs.into_iter().map(Segment::new).collect(),
+                open_start,
+                open_end,
+            },
+        }
+    }
+
+    /// Whether `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        match self {
+            StrMatcher::Exact(s) => text == s,
+            StrMatcher::Prefix(s) => text.starts_with(s.as_str()),
+            StrMatcher::Suffix(s) => text.ends_with(s.as_str()),
+            StrMatcher::Contains(f, _) => f.find(text.as_bytes()).is_some(),
+            StrMatcher::Any => true,
+            StrMatcher::Glob {
+                segments,
+                open_start,
+                open_end,
+            } => glob_match(segments, *open_start, *open_end, text),
+        }
+    }
+
+    /// The literal text every match must contain, the longest one this
+    /// matcher knows of (used to build the rule set's prefilter).
+    pub fn required_literal(&self) -> Option<&str> {
+        match self {
+            StrMatcher::Exact(s)
+            | StrMatcher::Prefix(s)
+            | StrMatcher::Suffix(s)
+            | StrMatcher::Contains(_, s) => Some(s.as_str()),
+            StrMatcher::Any => None,
+            StrMatcher::Glob { segments, .. } => segments
+                .iter()
+                .flat_map(|s| s.pieces.iter())
+                .filter_map(|p| match p {
+                    Piece::Text(t) => Some(t.as_str()),
+                    Piece::AnyChar => None,
+                })
+                .max_by_key(|t| t.len()),
+        }
+        .filter(|s| !s.is_empty())
+    }
+}
+
+fn glob_match(segments: &[Segment], open_start: bool, open_end: bool, text: &str) -> bool {
+    let n = segments.len();
+    let mut pos = 0;
+    let mut first = 0;
+    let mut last = n;
+    if !open_start {
+        match segments[0].match_at(text, 0) {
+            Some(end) => pos = end,
+            None => return false,
+        }
+        first = 1;
+        if n == 1 && !open_end {
+            return pos == text.len();
+        }
+    }
+    // The last segment is anchored at the end: find where it must start.
+    let mut end_limit = text.len();
+    if !open_end && last > first {
+        let seg = &segments[n - 1];
+        // Try every start so that the segment ends exactly at the end; a
+        // segment has a fixed length in characters, so walk back by chars.
+        let chars_needed: usize = seg
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.chars().count(),
+                Piece::AnyChar => 1,
+            })
+            .sum();
+        let start = match text
+            .char_indices()
+            .rev()
+            .nth(chars_needed.wrapping_sub(1))
+            .map(|(i, _)| i)
+        {
+            Some(i) if chars_needed > 0 => i,
+            _ if chars_needed == 0 => text.len(),
+            _ => return false,
+        };
+        if start < pos || seg.match_at(text, start) != Some(text.len()) {
+            return false;
+        }
+        end_limit = start;
+        last = n - 1;
+    } else if !open_end && last == first {
+        // Only the anchored first segment, already matched above.
+        return pos == text.len();
+    }
+    for seg in &segments[first..last] {
+        match seg.find(text, pos) {
+            Some(end) if end <= end_limit => pos = end,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Lowercases text the way rule values are lowercased, with an ASCII fast
+/// path.
+pub fn lower(s: &str) -> String {
+    if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+/// Lowercases `s` into `out` (cleared first).
+pub fn lower_into(s: &str, out: &mut String) {
+    out.clear();
+    if s.is_ascii() {
+        out.push_str(s);
+        out.make_ascii_lowercase();
+    } else {
+        for c in s.chars() {
+            out.extend(c.to_lowercase());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn m(p: &str, t: &str) -> bool {
+        StrMatcher::new(&parse(p), false).is_match(t)
+    }
+
+    #[test]
+    fn shapes() {
+        assert!(matches!(StrMatcher::new(&parse("abc"), false), StrMatcher::Exact(_)));
+        assert!(matches!(StrMatcher::new(&parse("abc*"), false), StrMatcher::Prefix(_)));
+        assert!(matches!(StrMatcher::new(&parse("*abc"), false), StrMatcher::Suffix(_)));
+        assert!(matches!(StrMatcher::new(&parse("*abc*"), false), StrMatcher::Contains(..)));
+        assert!(matches!(StrMatcher::new(&parse("**abc**"), false), StrMatcher::Contains(..)));
+        assert!(matches!(StrMatcher::new(&parse("*"), false), StrMatcher::Any));
+        assert!(matches!(StrMatcher::new(&parse("a*b"), false), StrMatcher::Glob { .. }));
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(parse(r"a\*b"), vec![Tok::Lit('a'), Tok::Lit('*'), Tok::Lit('b')]);
+        assert_eq!(parse(r"a\\*"), vec![Tok::Lit('a'), Tok::Lit('\\'), Tok::Star]);
+        assert_eq!(parse(r"C:\W\"), literal(r"C:\W\"));
+        assert_eq!(parse(r"\?"), vec![Tok::Lit('?')]);
+        assert!(m(r"C:\Windows\", r"C:\Windows\"));
+        assert!(m(r"a\*b", "a*b"));
+        assert!(!m(r"a\*b", "axxb"));
+        assert!(m(r"*\\*", r"x\y"));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(m("a*b*c", "abc"));
+        assert!(m("a*b*c", "a-b-b-c"));
+        assert!(!m("a*b*c", "a-c-b"));
+        assert!(m("a?c", "abc"));
+        assert!(m("a?c", "aéc"));
+        assert!(!m("a?c", "ac"));
+        assert!(m("*b?", "abc"));
+        assert!(!m("*b?", "ab"));
+        assert!(m("?", "é"));
+        assert!(!m("", "x"));
+        assert!(m("", ""));
+        assert!(m("*", ""));
+        assert!(m("a*a", "aa"));
+        assert!(!m("a*a", "a"));
+        assert!(m("*aab", "aaab"));
+        assert!(m("x*?*y", "x1y"));
+        assert!(!m("x*?*y", "xy"));
+    }
+
+    fn oracle(pattern: &[Tok], text: &str) -> bool {
+        let mut re = String::from("(?s)^");
+        for t in pattern {
+            match t {
+                Tok::Star => re.push_str(".*"),
+                Tok::One => re.push('.'),
+                Tok::Lit(c) => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re).unwrap().is_match(text)
+    }
+
+    fn tok() -> impl Strategy<Value = Tok> {
+        prop_oneof![
+            Just(Tok::Star),
+            Just(Tok::One),
+            Just(Tok::Lit('a')),
+            Just(Tok::Lit('b')),
+            Just(Tok::Lit('é')),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn glob_agrees_with_regex(pattern in prop::collection::vec(tok(), 0..7), text in "[abé]{0,8}") {
+            let matcher = StrMatcher::new(&pattern, false);
+            prop_assert_eq!(matcher.is_match(&text), oracle(&pattern, &text), "pattern {:?}", pattern);
+        }
+
+        #[test]
+        fn render_parse_roundtrip(pattern in prop::collection::vec(prop_oneof![tok(), Just(Tok::Lit('\\')), Just(Tok::Lit('*'))], 0..8)) {
+            prop_assert_eq!(parse(&render(&pattern)), pattern);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Compiled value patterns and how each matches one scalar of an event.
+
+use crate::glob::{StrMatcher, Tok};
+use crate::modifier::Shape;
+use std::net::IpAddr;
+use vigil_event::Value;
+
+/// A numeric comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Lte,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gte,
+}
+
+/// A component of a timestamp, for the time modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePart {
+    /// 0–59
+    Minute,
+    /// 0–23
+    Hour,
+    /// Day of month, 1–31
+    Day,
+    /// ISO week, 1–53
+    Week,
+    /// 1–12
+    Month,
+    /// The year
+    Year,
+}
+
+impl TimePart {
+    /// The legal range of values.
+    pub fn range(self) -> (i64, i64) {
+        match self {
+            TimePart::Minute => (0, 59),
+            TimePart::Hour => (0, 23),
+            TimePart::Day => (1, 31),
+            TimePart::Week => (1, 53),
+            TimePart::Month => (1, 12),
+            TimePart::Year => (0, 9999),
+        }
+    }
+}
+
+/// A string pattern: a wildcard matcher, case-insensitive unless `cased`.
+#[derive(Debug, Clone)]
+pub struct StrPattern {
+    /// The matcher; its literals are lowercase unless `cased`.
+    pub matcher: StrMatcher,
+    /// Case-sensitive matching.
+    pub cased: bool,
+    /// For a plain YAML number (`EventID: 4688`): numeric event values
+    /// compare by number.
+    pub number: Option<f64>,
+}
+
+impl StrPattern {
+    /// Compiles tokens.
+    pub fn new(toks: &[Tok], cased: bool, number: Option<f64>) -> Self {
+        StrPattern {
+            matcher: StrMatcher::new(toks, !cased),
+            cased,
+            number,
+        }
+    }
+}
+
+/// What one value of a field item compiles to.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// A Sigma string (with wildcards).
+    Str(StrPattern),
+    /// `null`: the field is absent or null.
+    Null,
+    /// `exists`: the field is present (true) or absent (false).
+    Exists(bool),
+    /// `re`
+    Regex(regex::Regex),
+    /// `lt`/`lte`/`gt`/`gte`
+    Cmp(CmpOp, f64),
+    /// A time component equals the value.
+    Time(TimePart, i64),
+    /// The value is an IP address inside the network.
+    Cidr((IpAddr, u8)),
+    /// Compares with another field of the same event.
+    FieldRef {
+        /// The other field's name (in the rule's namespace).
+        field: String,
+        /// Its index in the detection's field list.
+        local: usize,
+        /// How to compare.
+        shape: Shape,
+        /// Case-sensitive.
+        cased: bool,
+    },
+}
+
+/// One scalar of an event as the matchers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Scalar<'a> {
+    /// The typed value.
+    pub value: &'a Value,
+    /// Its text.
+    pub text: &'a str,
+    /// Its text, lowercased.
+    pub lower: &'a str,
+}
+
+impl Pattern {
+    /// Whether the pattern matches a present, non-null scalar. Field
+    /// references are handled by the caller, which can see other fields.
+    pub fn matches(&self, s: Scalar<'_>) -> bool {
+        match self {
+            Pattern::Str(p) => {
+                if let (Some(n), Value::Int(_) | Value::Float(_)) = (p.number, s.value) {
+                    if s.value.as_f64() == Some(n) {
+                        return true;
+                    }
+                }
+                p.matcher.is_match(if p.cased { s.text } else { s.lower })
+            }
+            Pattern::Null => false,
+            Pattern::Exists(e) => *e,
+            Pattern::Regex(re) => re.is_match(s.text),
+            Pattern::Cmp(op, n) => match s.value.as_f64() {
+                Some(v) => match op {
+                    CmpOp::Lt => v < *n,
+                    CmpOp::Lte => v <= *n,
+                    CmpOp::Gt => v > *n,
+                    CmpOp::Gte => v >= *n,
+                },
+                None => false,
+            },
+            Pattern::Time(part, n) => time_part(s.text, *part) == Some(*n),
+            Pattern::Cidr((net, len)) => match s.text.trim().parse::<IpAddr>() {
+                Ok(ip) => in_network(ip, *net, *len),
+                Err(_) => false,
+            },
+            Pattern::FieldRef { .. } => false,
+        }
+    }
+
+    /// Whether the pattern matches a field that is absent (`present ==
+    /// false`) or null.
+    pub fn matches_missing(&self, present: bool) -> bool {
+        match self {
+            Pattern::Null => true,
+            Pattern::Exists(e) => *e == present,
+            _ => false,
+        }
+    }
+}
+
+/// Compares two texts the way a field reference does.
+pub fn compare_shape(shape: Shape, a: &str, b: &str) -> bool {
+    match shape {
+        Shape::Exact => a == b,
+        Shape::Contains => a.contains(b),
+        Shape::StartsWith => a.starts_with(b),
+        Shape::EndsWith => a.ends_with(b),
+    }
+}
+
+fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            (u32::from(ip) & mask) == (u32::from(net) & mask)
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            (u128::from(ip) & mask) == (u128::from(net) & mask)
+        }
+        // An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is the IPv4
+        // address it carries.
+        (IpAddr::V6(ip), IpAddr::V4(_)) => match ip.to_ipv4_mapped() {
+            Some(v4) => in_network(IpAddr::V4(v4), net, len),
+            None => false,
+        },
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+/// Extracts a component from an ISO 8601 / RFC 3339 timestamp (`2024-03-05T10:20:30Z`,
+/// `2024-03-05 10:20:30.123`), or from Unix epoch seconds or milliseconds.
+pub fn time_part(text: &str, part: TimePart) -> Option<i64> {
+    let t = text.trim();
+    let (y, mo, d, h, mi) = if let Ok(epoch) = t.parse::<i64>() {
+        let secs = if epoch.abs() > 100_000_000_000 { epoch / 1000 } else { epoch };
+        civil_from_epoch(secs)
+    } else {
+        let b = t.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> { t.get(r)?.parse().ok() };
+        if b.len() < 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+            return None;
+        }
+        let (h, mi) = if b.len() >= 16 && matches!(b[10], b'T' | b't' | b' ') {
+            (num(11..13)?, num(14..16)?)
+        } else {
+            (0, 0)
+        };
+        (num(0..4)?, num(5..7)?, num(8..10)?, h, mi)
+    };
+    Some(match part {
+        TimePart::Minute => mi,
+        TimePart::Hour => h,
+        TimePart::Day => d,
+        TimePart::Month => mo,
+        TimePart::Year => y,
+        TimePart::Week => iso_week(y, mo, d),
+    })
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_from_epoch(secs: i64) -> (i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d, rem / 3600, rem % 3600 / 60)
+}
+
+fn iso_week(y: i64, m: i64, d: i64) -> i64 {
+    let days = days_from_civil(y, m, d);
+    // 1970-01-01 was a Thursday; ISO weekday 1 = Monday.
+    let weekday = (days + 3).rem_euclid(7) + 1;
+    let thursday = days - weekday + 4;
+    let (ty, _, _, _, _) = civil_from_epoch(thursday * 86400);
+    let jan1 = days_from_civil(ty, 1, 1);
+    (thursday - jan1) / 7 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_v4_v6() {
+        let net4 = ("10.0.0.0".parse().unwrap(), 8);
+        let p = Pattern::Cidr(net4);
+        let s = |t: &'static str| Scalar {
+            value: Box::leak(Box::new(Value::from(t))),
+            text: t,
+            lower: t,
+        };
+        assert!(p.matches(s("10.1.2.3")));
+        assert!(!p.matches(s("11.1.2.3")));
+        assert!(p.matches(s("::ffff:10.9.9.9")));
+        assert!(!p.matches(s("not an ip")));
+        let p6 = Pattern::Cidr(("2001:db8::".parse().unwrap(), 32));
+        assert!(p6.matches(s("2001:db8:1::1")));
+        assert!(!p6.matches(s("2001:db9::1")));
+        assert!(Pattern::Cidr(("0.0.0.0".parse().unwrap(), 0)).matches(s("1.2.3.4")));
+    }
+
+    #[test]
+    fn time_parts() {
+        let t = "2024-12-30T23:59:01.5Z";
+        assert_eq!(time_part(t, TimePart::Year), Some(2024));
+        assert_eq!(time_part(t, TimePart::Month), Some(12));
+        assert_eq!(time_part(t, TimePart::Day), Some(30));
+        assert_eq!(time_part(t, TimePart::Hour), Some(23));
+        assert_eq!(time_part(t, TimePart::Minute), Some(59));
+        // 2024-12-30 is a Monday in ISO week 1 of 2025.
+        assert_eq!(time_part(t, TimePart::Week), Some(1));
+        assert_eq!(time_part("2021-01-03", TimePart::Week), Some(53));
+        assert_eq!(time_part("2024-06-15 08:30:00", TimePart::Week), Some(24));
+        assert_eq!(time_part("0", TimePart::Year), Some(1970));
+        assert_eq!(time_part("nonsense", TimePart::Year), None);
+    }
+}
