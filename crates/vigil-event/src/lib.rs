@@ -11,8 +11,38 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+
+/// Past this many distinct names a thread stops interning new ones.
+const INTERN_LIMIT: usize = 1 << 16;
+
+thread_local! {
+    static NAMES: RefCell<HashMap<Box<str>, Arc<str>>> = RefCell::new(HashMap::new());
+}
+
+/// Returns a shared copy of a field name.
+///
+/// Log sources repeat the same few dozen field names; readers that intern
+/// them make every event of a source point at the same names, which keeps
+/// them in cache and lets detection cache name lookups by pointer. Names
+/// are interned per thread, up to a bound (past it a fresh copy is
+/// returned), so hostile input cannot grow the table without limit.
+pub fn intern(name: &str) -> Arc<str> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(n) = names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        if names.len() < INTERN_LIMIT {
+            names.insert(name.into(), n.clone());
+        }
+        n
+    })
+}
 
 /// A field's value.
 ///
@@ -146,7 +176,10 @@ pub struct EventMeta {
 /// One event: named fields and metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
-    fields: Vec<(Box<str>, Value)>,
+    /// Names are shared (`Arc`) so that readers can intern them: events
+    /// from one source then point at the same few dozen names, which keeps
+    /// them in cache and lets consumers cache lookups by pointer.
+    fields: Vec<(Arc<str>, Value)>,
     /// Where the event came from and when it happened.
     pub meta: EventMeta,
 }
@@ -167,7 +200,7 @@ impl Event {
 
     /// Appends a field. A name already present is kept too; [`Event::get`]
     /// returns the first one.
-    pub fn push(&mut self, name: impl Into<Box<str>>, value: impl Into<Value>) {
+    pub fn push(&mut self, name: impl Into<Arc<str>>, value: impl Into<Value>) {
         self.fields.push((name.into(), value.into()));
     }
 
@@ -201,6 +234,16 @@ impl Event {
         if let Some(slot) = self.fields.iter_mut().find(|(n, _)| &**n == from) {
             slot.0 = to.into();
         }
+    }
+
+    /// The shared name and value of the field at position `i`.
+    pub fn field_entry(&self, i: usize) -> Option<&(Arc<str>, Value)> {
+        self.fields.get(i)
+    }
+
+    /// All fields with their shared names.
+    pub fn entries(&self) -> &[(Arc<str>, Value)] {
+        &self.fields
     }
 
     /// The field at position `i` (in the order added).
@@ -304,7 +347,7 @@ fn flatten_json(value: &serde_json::Value, path: &mut String, event: &mut Event)
         }
         scalar => {
             if let Some(v) = value_from_json(scalar) {
-                event.push(path.as_str(), v);
+                event.push(intern(path), v);
             }
         }
     }
@@ -337,6 +380,16 @@ mod tests {
         assert_eq!(Value::from(" 12 ").as_i64(), Some(12));
         assert_eq!(Value::from("1e3").as_f64(), Some(1000.0));
         assert_eq!(Value::from("inf").as_f64(), None);
+    }
+
+    #[test]
+    fn interned_names_are_shared() {
+        let a = intern("CommandLine");
+        let b = intern("CommandLine");
+        assert!(Arc::ptr_eq(&a, &b));
+        let e1 = Event::from_json(&serde_json::json!({"x": 1}));
+        let e2 = Event::from_json(&serde_json::json!({"x": 2}));
+        assert!(Arc::ptr_eq(&e1.entries()[0].0, &e2.entries()[0].0));
     }
 
     #[test]

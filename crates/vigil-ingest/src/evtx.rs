@@ -14,22 +14,13 @@ use std::sync::Arc;
 use vigil_event::Event;
 
 /// How to read EVTX files.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct EvtxOptions {
     /// Worker threads for rendering records (0: one per core).
     pub threads: usize,
     /// Verify chunk checksums and report chunks that fail (off: a damaged
     /// checksum alone does not stop a readable chunk from being read).
     pub validate_checksums: bool,
-}
-
-impl Default for EvtxOptions {
-    fn default() -> Self {
-        EvtxOptions {
-            threads: 0,
-            validate_checksums: false,
-        }
-    }
 }
 
 /// Reads every record of an EVTX file, turns it into an [`Event`] and
@@ -40,7 +31,12 @@ impl Default for EvtxOptions {
 /// # Errors
 /// Only when the file cannot be opened or is not an EVTX file; damaged
 /// chunks and records are passed to `on_item` and reading goes on.
-pub fn read_evtx<U, M, F>(path: &Path, opts: EvtxOptions, map: M, mut on_item: F) -> Result<(), IngestError>
+pub fn read_evtx<U, M, F>(
+    path: &Path,
+    opts: EvtxOptions,
+    map: M,
+    mut on_item: F,
+) -> Result<(), IngestError>
 where
     U: Send + 'static,
     M: Fn(Event) -> U + Send + Sync + Clone + 'static,
@@ -64,8 +60,8 @@ where
         let record_id = record.event_record_id;
         let ts = record.timestamp.as_nanosecond();
         let rendered = record.into_json_bytes()?;
-        let doc: serde_json::Value = serde_json::from_slice(&rendered.data)
-            .map_err(|e| EvtxError::FailedToParseRecord {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&rendered.data).map_err(|e| EvtxError::FailedToParseRecord {
                 record_id,
                 source: Box::new(EvtxError::SerializationError(e.into())),
             })?;

@@ -192,7 +192,11 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].position, Position::Line(2));
-        assert!(bad[0].to_string().starts_with("t:2: invalid JSON"), "{}", bad[0]);
+        assert!(
+            bad[0].to_string().starts_with("t:2: invalid JSON"),
+            "{}",
+            bad[0]
+        );
     }
 
     #[test]

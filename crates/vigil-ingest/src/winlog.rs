@@ -13,7 +13,7 @@
 //! of the EVTX tools Sigma users know (Hayabusa, Chainsaw).
 
 use serde_json::Value as Json;
-use vigil_event::{value_from_json, Event, Value};
+use vigil_event::{intern, value_from_json, Event, Value};
 
 /// Flattens the JSON rendering of one EVTX record (`{"Event": {...}}`).
 pub fn event_from_evtx_json(doc: &Json, event: &mut Event) {
@@ -73,7 +73,9 @@ fn push_leaves(event: &mut Event, v: &Json) {
         for (k, child) in map {
             match (k.as_str(), child) {
                 ("#attributes", _) => {}
-                (_, Json::Object(inner)) if !inner.contains_key("#text") => push_leaves(event, child),
+                (_, Json::Object(inner)) if !inner.contains_key("#text") => {
+                    push_leaves(event, child)
+                }
                 (_, Json::Object(inner)) => push_value(event, k, &inner["#text"]),
                 _ => push_value(event, k, child),
             }
@@ -88,7 +90,7 @@ fn push_value(event: &mut Event, name: &str, v: &Json) {
         None => Value::Str(v.to_string().into()),
     };
     if event.get(name).is_none() {
-        event.push(name, value);
+        event.push(intern(name), value);
     }
 }
 
@@ -138,7 +140,9 @@ pub fn add_winlog_aliases(event: &mut Event) {
         if let Some(alias) = alias {
             // EventID arrives as a string in some Winlogbeat versions.
             let value = match (alias.as_str(), value) {
-                ("EventID", Value::Str(s)) => s.parse::<i64>().map(Value::Int).unwrap_or(value.clone()),
+                ("EventID", Value::Str(s)) => {
+                    s.parse::<i64>().map(Value::Int).unwrap_or(value.clone())
+                }
                 _ => value.clone(),
             };
             extra.push((alias, value));
@@ -170,7 +174,10 @@ mod tests {
         assert_eq!(e.get("EventID"), Some(&Value::Int(1)));
         assert_eq!(e.get_str("Provider_Name"), Some("Microsoft-Windows-Sysmon"));
         assert_eq!(e.get_str("Security_UserID"), Some("S-1-5-18"));
-        assert_eq!(e.get_str("TimeCreated_SystemTime"), Some("2019-01-01T00:00:00Z"));
+        assert_eq!(
+            e.get_str("TimeCreated_SystemTime"),
+            Some("2019-01-01T00:00:00Z")
+        );
         assert_eq!(e.get_str("Image"), Some("C:\\x.exe"));
         assert_eq!(e.get("Empty"), Some(&Value::Null));
         assert_eq!(e.get("Correlation"), Some(&Value::Null));
@@ -185,7 +192,10 @@ mod tests {
         event_from_evtx_json(&doc, &mut e);
         assert_eq!(e.get("EventID"), Some(&Value::Int(7036)));
         assert_eq!(e.get("EventID_Qualifiers"), Some(&Value::Int(16384)));
-        assert_eq!(e.get("Data"), Some(&Value::List(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            e.get("Data"),
+            Some(&Value::List(vec!["a".into(), "b".into()]))
+        );
         assert_eq!(e.get_str("SubjectUserName"), Some("bob"));
     }
 

@@ -111,7 +111,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     while i < words.len() {
         let w = &words[i];
         let lw = w.to_ascii_lowercase();
-        let next_is_of = words.get(i + 1).is_some_and(|n| n.eq_ignore_ascii_case("of"));
+        let next_is_of = words
+            .get(i + 1)
+            .is_some_and(|n| n.eq_ignore_ascii_case("of"));
         let tok = match lw.as_str() {
             "(" => Token::LParen,
             ")" => Token::RParen,
@@ -273,6 +275,9 @@ impl Parser<'_> {
             }
             Token::Ident(name) => match self.names.iter().position(|n| *n == name) {
                 Some(i) => Ok(Cond::Sel(i)),
+                None if self.peek() == Some(&Token::LParen) => Err(format!(
+                    "'{name}(…)' is not Sigma condition syntax; an aggregation goes after '|', or in a correlation rule"
+                )),
                 None => Err(format!("condition names '{name}', which is not a selection")),
             },
             other => Err(format!("unexpected {} in condition", describe(&other))),
@@ -298,12 +303,24 @@ mod tests {
     #[test]
     fn precedence() {
         // not > and > or
-        assert!(ev("sel or filter_a and filter_b", &[true, false, false, false]));
-        assert!(!ev("(sel or filter_a) and filter_b", &[true, false, false, false]));
+        assert!(ev(
+            "sel or filter_a and filter_b",
+            &[true, false, false, false]
+        ));
+        assert!(!ev(
+            "(sel or filter_a) and filter_b",
+            &[true, false, false, false]
+        ));
         assert!(ev("not sel and filter_a", &[false, true, false, false]));
         assert!(!ev("not (sel or filter_a)", &[false, true, false, false]));
-        assert!(ev("sel and not 1 of filter_*", &[true, false, false, false]));
-        assert!(!ev("sel and not 1 of filter_*", &[true, false, true, false]));
+        assert!(ev(
+            "sel and not 1 of filter_*",
+            &[true, false, false, false]
+        ));
+        assert!(!ev(
+            "sel and not 1 of filter_*",
+            &[true, false, true, false]
+        ));
         assert!(ev("all of filter_*", &[false, true, true, false]));
         assert!(ev("NOT sel AND filter_a", &[false, true, false, false]));
     }
@@ -311,7 +328,7 @@ mod tests {
     #[test]
     fn them_skips_underscore() {
         assert!(ev("all of them", &[true, true, true, false]));
-        assert!(ev("1 of them", &[false, false, false, true]) == false);
+        assert!(!ev("1 of them", &[false, false, false, true]));
         assert!(ev("2 of them", &[true, false, true, false]));
         assert!(!ev("2 of them", &[true, false, false, true]));
     }
@@ -321,7 +338,9 @@ mod tests {
         let n = names();
         assert!(parse("sel and", &n).unwrap_err().contains("too early"));
         assert!(parse("nope", &n).unwrap_err().contains("'nope'"));
-        assert!(parse("1 of x*", &n).unwrap_err().contains("matches no selection"));
+        assert!(parse("1 of x*", &n)
+            .unwrap_err()
+            .contains("matches no selection"));
         assert!(parse("(sel", &n).unwrap_err().contains("missing ')'"));
         assert!(parse("sel sel", &n).is_err());
         assert!(parse("", &n).is_err());

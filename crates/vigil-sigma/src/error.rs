@@ -39,7 +39,12 @@ impl RuleError {
 
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.path.as_deref().unwrap_or("<input>"), self.line)?;
+        write!(
+            f,
+            "{}:{}: ",
+            self.path.as_deref().unwrap_or("<input>"),
+            self.line
+        )?;
         if let Some(field) = &self.field {
             write!(f, "{field}: ")?;
         }

@@ -153,7 +153,7 @@ pub enum StrMatcher {
     /// The text ends with this.
     Suffix(String),
     /// The text contains this.
-    Contains(memmem::Finder<'static>, String),
+    Contains(Box<memmem::Finder<'static>>, String),
     /// Anything else: `*`-separated segments; the first is anchored at the
     /// start and the last at the end.
     Glob {
@@ -200,7 +200,7 @@ impl StrMatcher {
             }
         }
         let open_start = matches!(toks.first(), Some(Tok::Star));
-        let open_end = matches!(toks.last(), Some(Tok::Star)) && toks.len() > 0;
+        let open_end = matches!(toks.last(), Some(Tok::Star));
         // Drop the empty segments that a leading or trailing star leaves.
         let segs: Vec<Vec<Piece>> = segments.into_iter().filter(|s| !s.is_empty()).collect();
         let single_text = |s: &Vec<Piece>| match s.as_slice() {
@@ -221,7 +221,7 @@ impl StrMatcher {
             }
             (1, true, true) if single_text(&segs[0]).is_some() => {
                 let t = single_text(&segs[0]).expect("checked");
-                StrMatcher::Contains(memmem::Finder::new(t.as_bytes()).into_owned(), t)
+                StrMatcher::Contains(Box::new(memmem::Finder::new(t.as_bytes()).into_owned()), t)
             }
             _ => StrMatcher::Glob {
                 segments: segs.into_iter().map(Segment::new).collect(),
@@ -360,19 +360,46 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert!(matches!(StrMatcher::new(&parse("abc"), false), StrMatcher::Exact(_)));
-        assert!(matches!(StrMatcher::new(&parse("abc*"), false), StrMatcher::Prefix(_)));
-        assert!(matches!(StrMatcher::new(&parse("*abc"), false), StrMatcher::Suffix(_)));
-        assert!(matches!(StrMatcher::new(&parse("*abc*"), false), StrMatcher::Contains(..)));
-        assert!(matches!(StrMatcher::new(&parse("**abc**"), false), StrMatcher::Contains(..)));
-        assert!(matches!(StrMatcher::new(&parse("*"), false), StrMatcher::Any));
-        assert!(matches!(StrMatcher::new(&parse("a*b"), false), StrMatcher::Glob { .. }));
+        assert!(matches!(
+            StrMatcher::new(&parse("abc"), false),
+            StrMatcher::Exact(_)
+        ));
+        assert!(matches!(
+            StrMatcher::new(&parse("abc*"), false),
+            StrMatcher::Prefix(_)
+        ));
+        assert!(matches!(
+            StrMatcher::new(&parse("*abc"), false),
+            StrMatcher::Suffix(_)
+        ));
+        assert!(matches!(
+            StrMatcher::new(&parse("*abc*"), false),
+            StrMatcher::Contains(..)
+        ));
+        assert!(matches!(
+            StrMatcher::new(&parse("**abc**"), false),
+            StrMatcher::Contains(..)
+        ));
+        assert!(matches!(
+            StrMatcher::new(&parse("*"), false),
+            StrMatcher::Any
+        ));
+        assert!(matches!(
+            StrMatcher::new(&parse("a*b"), false),
+            StrMatcher::Glob { .. }
+        ));
     }
 
     #[test]
     fn escapes() {
-        assert_eq!(parse(r"a\*b"), vec![Tok::Lit('a'), Tok::Lit('*'), Tok::Lit('b')]);
-        assert_eq!(parse(r"a\\*"), vec![Tok::Lit('a'), Tok::Lit('\\'), Tok::Star]);
+        assert_eq!(
+            parse(r"a\*b"),
+            vec![Tok::Lit('a'), Tok::Lit('*'), Tok::Lit('b')]
+        );
+        assert_eq!(
+            parse(r"a\\*"),
+            vec![Tok::Lit('a'), Tok::Lit('\\'), Tok::Star]
+        );
         assert_eq!(parse(r"C:\W\"), literal(r"C:\W\"));
         assert_eq!(parse(r"\?"), vec![Tok::Lit('?')]);
         assert!(m(r"C:\Windows\", r"C:\Windows\"));

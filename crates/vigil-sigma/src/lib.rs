@@ -13,8 +13,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bucket;
 pub mod condition;
 pub mod error;
+mod eval;
 pub mod glob;
 pub mod logsource;
 pub mod modifier;

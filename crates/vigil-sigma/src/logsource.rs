@@ -110,7 +110,13 @@ impl LogSourceMap {
         let list = root
             .get("logsources")
             .and_then(Node::as_seq)
-            .ok_or_else(|| fail(root.line, "logsources", "expected a list under 'logsources'".into()))?;
+            .ok_or_else(|| {
+                fail(
+                    root.line,
+                    "logsources",
+                    "expected a list under 'logsources'".into(),
+                )
+            })?;
         let mut entries: Vec<Entry> = Vec::with_capacity(list.len());
         for node in list {
             let name = node
@@ -119,12 +125,22 @@ impl LogSourceMap {
                 .ok_or_else(|| fail(node.line, "name", "every entry needs a name".into()))?
                 .to_string();
             if entries.iter().any(|e| e.name == name) {
-                return Err(fail(node.line, "name", format!("duplicate entry name '{name}'")));
+                return Err(fail(
+                    node.line,
+                    "name",
+                    format!("duplicate entry name '{name}'"),
+                ));
             }
             let ls = node
                 .get("logsource")
                 .filter(|n| n.as_map().is_some())
-                .ok_or_else(|| fail(node.line, &format!("{name}.logsource"), "must be a map".into()))?;
+                .ok_or_else(|| {
+                    fail(
+                        node.line,
+                        &format!("{name}.logsource"),
+                        "must be a map".into(),
+                    )
+                })?;
             let key = |k: &str| ls.get(k).and_then(Node::as_str).map(str::to_string);
             let logsource = LogSource {
                 product: key("product"),
@@ -135,16 +151,21 @@ impl LogSourceMap {
                 None => None,
                 Some(c) => {
                     let map = c.as_map().ok_or_else(|| {
-                        fail(c.line, &format!("{name}.conditions"), "must be a map".into())
+                        fail(
+                            c.line,
+                            &format!("{name}.conditions"),
+                            "must be a map".into(),
+                        )
                     })?;
                     let mut conds = Vec::with_capacity(map.len());
                     for (k, v) in map {
                         let field = k.as_str().unwrap_or_default().to_string();
                         let values: Vec<String> = match &v.kind {
                             NodeKind::Scalar { text, .. } => vec![text.clone()],
-                            NodeKind::Seq(items) => {
-                                items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()
-                            }
+                            NodeKind::Seq(items) => items
+                                .iter()
+                                .filter_map(|i| i.as_str().map(str::to_string))
+                                .collect(),
                             NodeKind::Map(_) => {
                                 return Err(fail(
                                     v.line,
@@ -191,7 +212,10 @@ mod tests {
             service: None,
         };
         let names: Vec<&str> = map.entries_for(&ls).map(|e| e.name.as_str()).collect();
-        assert_eq!(names, vec!["process_creation_sysmon", "process_creation_security"]);
+        assert_eq!(
+            names,
+            vec!["process_creation_sysmon", "process_creation_security"]
+        );
         let sec = map.entries_for(&ls).nth(1).unwrap();
         assert!(sec
             .fieldmappings
@@ -209,13 +233,18 @@ mod tests {
         .unwrap();
         map.merge(user);
         assert_eq!(map.entries().len(), n + 1);
-        let e = map.entries().iter().find(|e| e.name == "process_creation_security").unwrap();
+        let e = map
+            .entries()
+            .iter()
+            .find(|e| e.name == "process_creation_security")
+            .unwrap();
         assert!(e.fieldmappings.is_empty());
     }
 
     #[test]
     fn bad_mapping_names_line() {
-        let e = LogSourceMap::parse("logsources:\n  - logsource: {}\n", Some("m.yml".into())).unwrap_err();
+        let e = LogSourceMap::parse("logsources:\n  - logsource: {}\n", Some("m.yml".into()))
+            .unwrap_err();
         assert_eq!(e.to_string(), "m.yml:2: name: every entry needs a name");
     }
 }

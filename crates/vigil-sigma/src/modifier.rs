@@ -254,13 +254,15 @@ pub fn compile_values(
                 .multi_line(has(ReM))
                 .dot_matches_new_line(has(ReS))
                 // Rules are untrusted input: bound the compiled size so a
-                // hostile pattern cannot exhaust memory. The regex crate
-                // matches in linear time, so there is no ReDoS.
-                .size_limit(1 << 20);
+                // hostile pattern cannot exhaust memory (SigmaHQ's largest,
+                // `\w{1,64}` under Unicode, needs about 4 MiB). The regex
+                // crate matches in linear time, so there is no ReDoS.
+                .size_limit(32 << 20);
             let re = builder
                 .build()
                 .map_err(|e| format!("invalid regular expression '{text}': {e}"))?;
-            patterns.push(Pattern::Regex(re));
+            let literals = regex_literals(text, has(ReI), has(ReM), has(ReS));
+            patterns.push(Pattern::Regex(re, literals));
         }
         return Ok(CompiledValues::new(patterns, all, negate));
     }
@@ -294,7 +296,9 @@ pub fn compile_values(
                 .map_err(|_| format!("'{text}' is not a whole number"))?;
             let (lo, hi) = part.range();
             if n < lo || n > hi {
-                return Err(format!("{part:?} value {n} is out of range {lo}..={hi}").to_lowercase());
+                return Err(
+                    format!("{part:?} value {n} is out of range {lo}..={hi}").to_lowercase()
+                );
             }
             patterns.push(Pattern::Time(part, n));
         }
@@ -392,12 +396,61 @@ impl CompiledValues {
             if start >= v.len() {
                 return None;
             }
-            let end = (start..v.len()).find(|&i| v[i] != v[start]).unwrap_or(v.len());
+            let end = (start..v.len())
+                .find(|&i| v[i] != v[start])
+                .unwrap_or(v.len());
             let group = &self.patterns[start..end];
             start = end;
             Some(group)
         })
     }
+}
+
+/// Literals of which every match of the regex must contain one
+/// (lowercased), from the regex's prefixes; `None` when there is no short,
+/// finite set of them (as for `.*x`).
+fn regex_literals(pattern: &str, i: bool, m: bool, s: bool) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(i)
+        .multi_line(m)
+        .dot_matches_new_line(s)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let mut best: Option<Vec<String>> = None;
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let mut ex = Extractor::new();
+        ex.kind(kind).limit_total(64);
+        let seq = ex.extract(&hir);
+        let Some(lits) = seq.literals() else {
+            continue;
+        };
+        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 2) {
+            continue;
+        }
+        let mut out: Vec<String> = lits
+            .iter()
+            .filter_map(|l| {
+                std::str::from_utf8(l.as_bytes())
+                    .ok()
+                    .map(crate::glob::lower)
+            })
+            .collect();
+        if out.len() != lits.len() {
+            continue;
+        }
+        out.sort();
+        out.dedup();
+        let min = out.iter().map(String::len).min().unwrap_or(0);
+        if best
+            .as_ref()
+            .is_none_or(|b| b.iter().map(String::len).min().unwrap_or(0) < min)
+        {
+            best = Some(out);
+        }
+    }
+    best
 }
 
 fn single(p: Pattern) -> CompiledValues {
@@ -482,9 +535,7 @@ impl SVal {
                 let mut buf = [0u8; 4];
                 for t in toks {
                     match t {
-                        Tok::Lit(c) => out.extend(
-                            c.encode_utf8(&mut buf).bytes().map(BTok::Byte),
-                        ),
+                        Tok::Lit(c) => out.extend(c.encode_utf8(&mut buf).bytes().map(BTok::Byte)),
                         Tok::Star => out.push(BTok::Star),
                         Tok::One => out.push(BTok::One),
                     }
@@ -613,7 +664,8 @@ const WINDASH: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
 /// that starts a word (preceded by start or a non-word character, followed
 /// by a word character), as pySigma's `\B[-/]\b`.
 fn windash(toks: &[Tok]) -> Vec<Vec<Tok>> {
-    let is_word = |t: Option<&Tok>| matches!(t, Some(Tok::Lit(c)) if c.is_alphanumeric() || *c == '_');
+    let is_word =
+        |t: Option<&Tok>| matches!(t, Some(Tok::Lit(c)) if c.is_alphanumeric() || *c == '_');
     let positions: Vec<usize> = (0..toks.len())
         .filter(|&i| {
             matches!(toks[i], Tok::Lit('-' | '/'))
@@ -740,8 +792,25 @@ mod tests {
         let k = parse_key("Image|endswith|cased").unwrap();
         assert_eq!(k.field.as_deref(), Some("Image"));
         assert_eq!(k.modifiers, vec![Modifier::EndsWith, Modifier::Cased]);
-        assert!(parse_key("x|endwith").unwrap_err().contains("unknown modifier 'endwith'"));
+        assert!(parse_key("x|endwith")
+            .unwrap_err()
+            .contains("unknown modifier 'endwith'"));
         assert_eq!(parse_key("|all").unwrap().field, None);
+    }
+
+    #[test]
+    fn regex_literals_are_necessary() {
+        assert_eq!(
+            regex_literals(r"\\(cmd|powershell)\.exe$", false, false, false),
+            Some(vec![
+                "\\cmd.exe".to_string(),
+                "\\powershell.exe".to_string()
+            ])
+        );
+        assert_eq!(regex_literals(r".*", false, false, false), None);
+        assert_eq!(regex_literals(r"[a-z]+x", false, false, false), None);
+        let lits = regex_literals(r"(?i)AbC\d", false, false, false).unwrap();
+        assert_eq!(lits, vec!["abc".to_string()]);
     }
 
     #[test]

@@ -81,8 +81,9 @@ pub enum Pattern {
     Null,
     /// `exists`: the field is present (true) or absent (false).
     Exists(bool),
-    /// `re`
-    Regex(regex::Regex),
+    /// `re`, with the literals one of which every match must contain
+    /// (lowercase; for the prefilter), when they could be worked out.
+    Regex(regex::Regex, Option<Vec<String>>),
     /// `lt`/`lte`/`gt`/`gte`
     Cmp(CmpOp, f64),
     /// A time component equals the value.
@@ -128,7 +129,7 @@ impl Pattern {
             }
             Pattern::Null => false,
             Pattern::Exists(e) => *e,
-            Pattern::Regex(re) => re.is_match(s.text),
+            Pattern::Regex(re, _) => re.is_match(s.text),
             Pattern::Cmp(op, n) => match s.value.as_f64() {
                 Some(v) => match op {
                     CmpOp::Lt => v < *n,
@@ -175,7 +176,11 @@ fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
             (u32::from(ip) & mask) == (u32::from(net) & mask)
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             (u128::from(ip) & mask) == (u128::from(net) & mask)
         }
         // An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is the IPv4
@@ -193,7 +198,11 @@ fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 pub fn time_part(text: &str, part: TimePart) -> Option<i64> {
     let t = text.trim();
     let (y, mo, d, h, mi) = if let Ok(epoch) = t.parse::<i64>() {
-        let secs = if epoch.abs() > 100_000_000_000 { epoch / 1000 } else { epoch };
+        let secs = if epoch.abs() > 100_000_000_000 {
+            epoch / 1000
+        } else {
+            epoch
+        };
         civil_from_epoch(secs)
     } else {
         let b = t.as_bytes();

@@ -204,11 +204,14 @@ pub fn parse_file(
         Err(e) => {
             return (
                 Vec::new(),
-                vec![RuleError::new(e.line, None, format!("invalid YAML: {}", e.message))
-                    .with_path(path)],
+                vec![
+                    RuleError::new(e.line, None, format!("invalid YAML: {}", e.message))
+                        .with_path(path),
+                ],
             )
         }
     };
+    let docs = apply_collection_actions(docs);
     let mut out = Vec::new();
     let mut errors = Vec::new();
     if docs.is_empty() {
@@ -229,6 +232,81 @@ pub fn parse_file(
     (out, errors)
 }
 
+/// Resolves legacy Sigma rule collections (`action: global`, `reset`,
+/// `repeat`): a global document is merged into every document after it,
+/// `reset` forgets it, and `repeat` is the previous document with changes.
+/// Files without `action` pass through unchanged.
+fn apply_collection_actions(docs: Vec<Node>) -> Vec<Node> {
+    if !docs.iter().any(|d| d.get("action").is_some()) {
+        return docs;
+    }
+    let mut global: Option<Node> = None;
+    let mut previous: Option<Node> = None;
+    let mut out = Vec::new();
+    for doc in docs {
+        match doc.get("action").and_then(Node::as_str) {
+            Some("global") => global = Some(without_key(&doc, "action")),
+            Some("reset") => global = None,
+            Some("repeat") => {
+                let base = previous
+                    .clone()
+                    .unwrap_or_else(|| without_key(&doc, "action"));
+                let merged = merge(&base, &without_key(&doc, "action"));
+                previous = Some(merged.clone());
+                out.push(merged);
+            }
+            _ => {
+                let merged = match &global {
+                    Some(g) => merge(g, &doc),
+                    None => doc,
+                };
+                previous = Some(merged.clone());
+                out.push(merged);
+            }
+        }
+    }
+    out
+}
+
+fn without_key(node: &Node, key: &str) -> Node {
+    match &node.kind {
+        NodeKind::Map(entries) => Node {
+            kind: NodeKind::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != Some(key))
+                    .cloned()
+                    .collect(),
+            ),
+            line: node.line,
+        },
+        _ => node.clone(),
+    }
+}
+
+/// Deep-merges two maps; `over` wins for scalars and lists.
+fn merge(base: &Node, over: &Node) -> Node {
+    match (&base.kind, &over.kind) {
+        (NodeKind::Map(b), NodeKind::Map(o)) => {
+            let mut entries = b.clone();
+            for (k, v) in o {
+                match entries
+                    .iter_mut()
+                    .find(|(bk, _)| bk.as_str().is_some() && bk.as_str() == k.as_str())
+                {
+                    Some(slot) => slot.1 = merge(&slot.1, v),
+                    None => entries.push((k.clone(), v.clone())),
+                }
+            }
+            Node {
+                kind: NodeKind::Map(entries),
+                line: over.line,
+            }
+        }
+        _ => over.clone(),
+    }
+}
+
 fn err(node: &Node, field: &str, reason: impl Into<String>) -> RuleError {
     RuleError::new(node.line, Some(field.to_string()), reason)
 }
@@ -239,7 +317,11 @@ fn string_field(doc: &Node, key: &str) -> Result<Option<String>, RuleError> {
         Some(n) if n.is_null() => Ok(None),
         Some(n) => match n.as_str() {
             Some(s) => Ok(Some(s.to_string())),
-            None => Err(err(n, key, format!("must be a string, not a {}", n.kind_name()))),
+            None => Err(err(
+                n,
+                key,
+                format!("must be a string, not a {}", n.kind_name()),
+            )),
         },
     }
 }
@@ -285,10 +367,14 @@ fn parse_logsource(doc: &Node) -> Result<LogSource, RuleError> {
 
 fn parse_document(doc: &Node, placeholders: &Placeholders) -> Result<Document, RuleError> {
     if doc.as_map().is_none() {
-        return Err(err(doc, "document", format!("must be a map, not a {}", doc.kind_name())));
+        return Err(err(
+            doc,
+            "document",
+            format!("must be a map, not a {}", doc.kind_name()),
+        ));
     }
-    let title = string_field(doc, "title")?
-        .ok_or_else(|| err(doc, "title", "missing required key"))?;
+    let title =
+        string_field(doc, "title")?.ok_or_else(|| err(doc, "title", "missing required key"))?;
     if doc.get("correlation").is_some() {
         return Err(err(
             doc.get("correlation").expect("present"),
@@ -306,13 +392,21 @@ fn parse_document(doc: &Node, placeholders: &Placeholders) -> Result<Document, R
             s.as_str(),
             "stable" | "test" | "experimental" | "deprecated" | "unsupported"
         ) {
-            return Err(err(doc.get("status").expect("present"), "status", format!("unknown status '{s}'")));
+            return Err(err(
+                doc.get("status").expect("present"),
+                "status",
+                format!("unknown status '{s}'"),
+            ));
         }
     }
     let level = match string_field(doc, "level")? {
         None => None,
         Some(l) => Some(Level::parse(&l).ok_or_else(|| {
-            err(doc.get("level").expect("present"), "level", format!("unknown level '{l}'"))
+            err(
+                doc.get("level").expect("present"),
+                "level",
+                format!("unknown level '{l}'"),
+            )
         })?),
     };
     let logsource = parse_logsource(doc)?;
@@ -357,7 +451,11 @@ fn parse_filter(
         e
     })?;
     if rules.is_empty() {
-        return Err(err(filter, "filter.rules", "a filter must name at least one rule"));
+        return Err(err(
+            filter,
+            "filter.rules",
+            "a filter must name at least one rule",
+        ));
     }
     let (detection, aggregation, _) = parse_detection(filter, placeholders).map_err(|mut e| {
         e.field = e.field.map(|f| f.replacen("detection", "filter", 1));
@@ -410,12 +508,16 @@ fn parse_detection(
             }
         }
     }
-    let cnode = condition.ok_or_else(|| err(node, "detection.condition", "missing required key"))?;
+    let cnode =
+        condition.ok_or_else(|| err(node, "detection.condition", "missing required key"))?;
     let texts: Vec<&str> = match &cnode.kind {
         NodeKind::Scalar { text, .. } => vec![text.as_str()],
         NodeKind::Seq(items) => items
             .iter()
-            .map(|i| i.as_str().ok_or_else(|| err(i, "detection.condition", "must be a string")))
+            .map(|i| {
+                i.as_str()
+                    .ok_or_else(|| err(i, "detection.condition", "must be a string"))
+            })
             .collect::<Result<_, _>>()?,
         NodeKind::Map(_) => return Err(err(cnode, "detection.condition", "must be a string")),
     };
@@ -446,7 +548,11 @@ fn raw_values(node: &Node, path: &str) -> Result<Vec<RawValue>, RuleError> {
                 text: text.clone(),
                 plain: !quoted,
             }),
-            _ => Err(err(n, path, format!("values must be scalars, not a {}", n.kind_name()))),
+            _ => Err(err(
+                n,
+                path,
+                format!("values must be scalars, not a {}", n.kind_name()),
+            )),
         }
     };
     match &node.kind {
@@ -499,7 +605,11 @@ fn parse_selection(
         NodeKind::Scalar { .. } if !node.is_null() => Ok(Selection {
             groups: vec![vec![keyword_item(node, &[], path, placeholders)?]],
         }),
-        _ => Err(err(node, path, "a selection must be a map, a list, or a keyword")),
+        _ => Err(err(
+            node,
+            path,
+            "a selection must be a map, a list, or a keyword",
+        )),
     }
 }
 
@@ -510,7 +620,7 @@ fn keyword_item(
     placeholders: &Placeholders,
 ) -> Result<Item, RuleError> {
     let raw = raw_values(values, path)?;
-    if raw.iter().any(|v| *v == RawValue::Null) {
+    if raw.contains(&RawValue::Null) {
         return Err(err(values, path, "a keyword cannot be null"));
     }
     // Keywords search the whole event: a value without wildcards matches
@@ -535,8 +645,8 @@ fn keyword_item(
     }) {
         mods.push(Modifier::Contains);
     }
-    let values = modifier::compile_values(&mods, &raw, placeholders)
-        .map_err(|e| err(values, path, e))?;
+    let values =
+        modifier::compile_values(&mods, &raw, placeholders).map_err(|e| err(values, path, e))?;
     Ok(Item {
         field: None,
         values,
@@ -555,7 +665,9 @@ fn parse_group(
     }
     let mut items = Vec::with_capacity(entries.len());
     for (k, v) in entries {
-        let key = k.as_str().ok_or_else(|| err(k, path, "field names must be strings"))?;
+        let key = k
+            .as_str()
+            .ok_or_else(|| err(k, path, "field names must be strings"))?;
         let item_path = format!("{path}.{key}");
         let fk = modifier::parse_key(key).map_err(|e| err(k, &item_path, e))?;
         let Some(field) = fk.field else {
@@ -618,9 +730,28 @@ mod tests {
             "t.yml:5: detection.sel.Image|endwith: unknown modifier 'endwith'"
         );
         let e = parse_one("title: T\nlogsource: {}\ndetection:\n  sel: {a: 1}\n").unwrap_err();
-        assert!(e.to_string().contains("detection.condition: missing required key"));
-        let e = parse_one("title: T\nlogsource: {}\ndetection:\n  sel: {a: 1}\n  condition: sel and x\n").unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("detection.condition: missing required key"));
+        let e = parse_one(
+            "title: T\nlogsource: {}\ndetection:\n  sel: {a: 1}\n  condition: sel and x\n",
+        )
+        .unwrap_err();
         assert!(e.reason.contains("'x'"), "{e}");
+    }
+
+    #[test]
+    fn legacy_global_collections_merge() {
+        let text = "action: global\ntitle: G\nlogsource: {product: windows}\ndetection:\n  condition: sel\n---\nid: a\ndetection:\n  sel: {EventID: 1}\n---\nid: b\nlogsource: {service: sysmon}\ndetection:\n  sel: {EventID: 2}\n";
+        let (docs, errs) = parse_file(None, text, &Placeholders::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(docs.len(), 2);
+        let Document::Rule(b) = &docs[1] else {
+            panic!()
+        };
+        assert_eq!(b.title, "G");
+        assert_eq!(b.logsource.service.as_deref(), Some("sysmon"));
+        assert_eq!(b.logsource.product.as_deref(), Some("windows"));
     }
 
     #[test]

@@ -16,16 +16,16 @@
 //! The prefilter never changes a result: a rule is skipped only when it
 //! provably cannot match (tested against full evaluation).
 
-use crate::condition::Cond;
+use crate::bucket::{cond_trigger, Atom, Bucket};
+pub use crate::eval::Scratch;
+use crate::eval::{eval_detection, eval_item, eval_selection, SlotState, View};
 use crate::logsource::LogSourceMap;
-use crate::pattern::{compare_shape, Pattern, Scalar};
-use crate::rule::{Detection, Document, Filter, Item, Rule};
+use crate::rule::{Document, Filter, Rule};
 use crate::RuleError;
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use vigil_event::{Event, Value};
+use vigil_event::Event;
 
 /// Builds a [`RuleSet`].
 ///
@@ -119,32 +119,38 @@ impl RuleSetBuilder {
             let mut applied = 0;
             for rule in rules.iter_mut() {
                 let named = filter.rules.iter().any(|r| {
-                    rule.id.as_deref() == Some(r.as_str()) || rule.name.as_deref() == Some(r.as_str())
+                    rule.id.as_deref() == Some(r.as_str())
+                        || rule.name.as_deref() == Some(r.as_str())
                 });
                 if named && logsource_covers(&filter.logsource, &rule.logsource) {
                     let label = filter.id.as_deref().unwrap_or(&filter.title).to_string();
-                    rule.detection.and_also(&filter.detection, &format!("filter {label}"));
+                    rule.detection
+                        .and_also(&filter.detection, &format!("filter {label}"));
                     applied += 1;
                 }
             }
             if applied == 0 {
                 warnings.push(
-                    RuleError::new(filter.line, Some("filter.rules".into()), "names no loaded rule")
-                        .with_path(filter.path.clone()),
+                    RuleError::new(
+                        filter.line,
+                        Some("filter.rules".into()),
+                        "names no loaded rule",
+                    )
+                    .with_path(filter.path.clone()),
                 );
             }
         }
         let mut c = Compiler::default();
-        c.field_id("Channel");
-        c.field_id("EventID");
+        let channel = c.field_id("Channel");
+        let event_id = c.field_id("EventID");
         let mut variants = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
-            let entries: Vec<_> = map.entries_for(&rule.logsource).collect();
             if rule.aggregation.is_some() {
                 // Legacy aggregations are correlations; they never match a
                 // single event.
                 continue;
             }
+            let entries: Vec<_> = map.entries_for(&rule.logsource).collect();
             if entries.is_empty() {
                 variants.push(c.variant(ri, rule, None, &[]));
             } else {
@@ -153,35 +159,17 @@ impl RuleSetBuilder {
                 }
             }
         }
-        let channel = c.fields["Channel"];
-        let event_id = c.fields["EventID"];
-        let mut routes: HashMap<String, ChannelRoute> = HashMap::new();
-        let mut generic = Vec::new();
-        for (vi, v) in variants.iter().enumerate() {
-            let chans = v.conds.iter().find(|(f, _)| *f == channel).map(|(_, vals)| vals);
-            let eids = v.conds.iter().find(|(f, _)| *f == event_id).map(|(_, vals)| vals);
-            match chans {
-                None => generic.push(vi as u32),
-                Some(chans) => {
-                    for ch in chans {
-                        let route = routes.entry(ch.clone()).or_default();
-                        match eids.and_then(|e| e.iter().map(|x| x.parse::<i64>().ok()).collect::<Option<Vec<_>>>()) {
-                            Some(ids) => {
-                                for id in ids {
-                                    route.by_event_id.entry(id).or_default().push(vi as u32)
-                                }
-                            }
-                            None => route.any.push(vi as u32),
-                        }
-                    }
+        let triggers: Vec<Option<Vec<Atom>>> = variants
+            .iter()
+            .map(|v| {
+                if !self.prefilter {
+                    return None;
                 }
-            }
-        }
-        let prefilter = if self.prefilter {
-            Prefilter::build(&rules, &mut variants, c.names.len())
-        } else {
-            Prefilter::default()
-        };
+                let det = &rules[v.rule as usize].detection;
+                cond_trigger(&det.cond, det, &v.fields, [channel, event_id])
+            })
+            .collect();
+        let routes = Routes::build(&variants, &triggers, channel, event_id);
         RuleSet {
             inner: Arc::new(Inner {
                 rules,
@@ -189,8 +177,6 @@ impl RuleSetBuilder {
                 fields: c.fields,
                 field_names: c.names,
                 routes,
-                generic,
-                prefilter,
                 channel,
                 event_id,
                 warnings,
@@ -213,7 +199,7 @@ fn logsource_covers(filter: &crate::LogSource, rule: &crate::LogSource) -> bool 
 
 #[derive(Default)]
 struct Compiler {
-    fields: HashMap<String, u32>,
+    fields: FxHashMap<String, u32>,
     names: Vec<String>,
 }
 
@@ -251,22 +237,20 @@ impl Compiler {
         let conds = conds
             .unwrap_or_default()
             .iter()
-            .map(|(f, vals)| (self.field_id(f), vals.iter().map(|v| v.to_lowercase()).collect()))
+            .map(|(f, vals)| {
+                (
+                    self.field_id(f),
+                    vals.iter().map(|v| v.to_lowercase()).collect(),
+                )
+            })
             .collect();
         Variant {
             rule: rule as u32,
             fields,
             conds,
             product: r.logsource.product.as_ref().map(|p| p.to_lowercase()),
-            trigger: None,
         }
     }
-}
-
-#[derive(Debug, Default)]
-struct ChannelRoute {
-    by_event_id: HashMap<i64, Vec<u32>>,
-    any: Vec<u32>,
 }
 
 /// One way a rule can apply: the rule under one log-source mapping entry.
@@ -279,9 +263,6 @@ struct Variant {
     conds: Vec<(u32, Vec<String>)>,
     /// The rule's product, lowercase.
     product: Option<String>,
-    /// Prefilter: the atoms of which one must occur; `None` = always
-    /// evaluate.
-    trigger: Option<Vec<u32>>,
 }
 
 /// A compiled, immutable rule set. Cheap to clone (an `Arc` inside), and
@@ -295,11 +276,9 @@ pub struct RuleSet {
 struct Inner {
     rules: Vec<Rule>,
     variants: Vec<Variant>,
-    fields: HashMap<String, u32>,
+    fields: FxHashMap<String, u32>,
     field_names: Vec<String>,
-    routes: HashMap<String, ChannelRoute>,
-    generic: Vec<u32>,
-    prefilter: Prefilter,
+    routes: Routes,
     channel: u32,
     event_id: u32,
     warnings: Vec<RuleError>,
@@ -312,250 +291,108 @@ pub struct Match {
     pub rule: usize,
 }
 
-/// Literal prefilter: per field, one automaton over every required literal.
+/// Routing: channel and event ID to bucket, and the generic buckets.
 #[derive(Debug, Default)]
-struct Prefilter {
-    /// Per global field id: automaton and, per pattern, the atom it is.
-    by_field: Vec<Option<(AhoCorasick, Vec<u32>)>>,
-    /// Keyword atoms, searched in every field.
-    keywords: Option<(AhoCorasick, Vec<u32>)>,
-    /// Per atom: its field (`u32::MAX` for keywords).
-    atom_field: Vec<u32>,
-    atoms: usize,
+struct Routes {
+    /// Lowercase channel → its buckets.
+    channels: FxHashMap<String, ChannelRoute>,
+    /// Generic variants (no channel condition) by event product
+    /// (lowercase): an event of a known product gets only the rules of
+    /// that product (a `webserver` rule without product does not run on
+    /// EVTX records); the key "" holds every generic variant, for events
+    /// of unknown product.
+    generic: FxHashMap<String, Bucket>,
+    /// How many prefilter patterns all buckets hold.
+    patterns: usize,
 }
 
-type Atom = (u32, String);
+#[derive(Debug, Default)]
+struct ChannelRoute {
+    by_event_id: FxHashMap<i64, Bucket>,
+    /// For event IDs no variant names.
+    other: Bucket,
+}
 
-impl Prefilter {
-    fn build(rules: &[Rule], variants: &mut [Variant], nfields: usize) -> Prefilter {
-        let mut atom_ids: HashMap<Atom, u32> = HashMap::new();
-        let mut atom_list: Vec<Atom> = Vec::new();
-        for v in variants.iter_mut() {
-            let det = &rules[v.rule as usize].detection;
-            if let Some(atoms) = cond_trigger(&det.cond, det, &v.fields) {
-                let mut ids: Vec<u32> = atoms
-                    .into_iter()
-                    .map(|a| {
-                        *atom_ids.entry(a.clone()).or_insert_with(|| {
-                            atom_list.push(a);
-                            (atom_list.len() - 1) as u32
-                        })
-                    })
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
-                v.trigger = Some(ids);
-            }
-        }
-        let mut per_field: HashMap<u32, (Vec<String>, Vec<u32>)> = HashMap::new();
-        for (id, (field, needle)) in atom_list.iter().enumerate() {
-            let e = per_field.entry(*field).or_default();
-            e.0.push(needle.clone());
-            e.1.push(id as u32);
-        }
-        let build = |needles: &[String]| {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .build(needles)
-                .ok()
-        };
-        let mut by_field: Vec<Option<(AhoCorasick, Vec<u32>)>> = (0..nfields).map(|_| None).collect();
-        let mut keywords = None;
-        for (field, (needles, ids)) in per_field {
-            let Some(ac) = build(&needles) else {
+/// A channel's variants while routes are built: by event ID, and those for
+/// any event ID.
+type ChannelVariants = (FxHashMap<i64, Vec<u32>>, Vec<u32>);
+
+impl Routes {
+    fn build(
+        variants: &[Variant],
+        triggers: &[Option<Vec<Atom>>],
+        channel: u32,
+        event_id: u32,
+    ) -> Routes {
+        // channel → (event id → variants, variants for any event id)
+        let mut by_channel: FxHashMap<String, ChannelVariants> = FxHashMap::default();
+        let mut generic: Vec<u32> = Vec::new();
+        for (vi, v) in variants.iter().enumerate() {
+            let vi = vi as u32;
+            let chans = v
+                .conds
+                .iter()
+                .find(|(f, _)| *f == channel)
+                .map(|(_, vals)| vals);
+            let eids = v
+                .conds
+                .iter()
+                .find(|(f, _)| *f == event_id)
+                .map(|(_, vals)| {
+                    vals.iter()
+                        .map(|x| x.parse::<i64>().ok())
+                        .collect::<Option<Vec<i64>>>()
+                });
+            let Some(chans) = chans else {
+                generic.push(vi);
                 continue;
             };
-            if field == u32::MAX {
-                keywords = Some((ac, ids));
-            } else {
-                by_field[field as usize] = Some((ac, ids));
-            }
-        }
-        // An automaton that failed to build leaves its atoms unsearchable:
-        // the variants that need them must then always be evaluated.
-        let searchable = |field: u32| {
-            if field == u32::MAX {
-                keywords.is_some()
-            } else {
-                by_field[field as usize].is_some()
-            }
-        };
-        for v in variants.iter_mut() {
-            if let Some(t) = &v.trigger {
-                if !t.iter().all(|&a| searchable(atom_list[a as usize].0)) {
-                    v.trigger = None;
+            for ch in chans {
+                let (by_id, any) = by_channel.entry(ch.clone()).or_default();
+                match &eids {
+                    Some(Some(ids)) => ids
+                        .iter()
+                        .for_each(|id| by_id.entry(*id).or_default().push(vi)),
+                    _ => any.push(vi),
                 }
             }
         }
-        Prefilter {
-            by_field,
-            keywords,
-            atom_field: atom_list.iter().map(|(f, _)| *f).collect(),
-            atoms: atom_list.len(),
-        }
-    }
-}
-
-/// Score of a trigger: higher is more selective (longest shortest needle,
-/// then fewest atoms).
-fn trigger_score(atoms: &[Atom]) -> (usize, std::cmp::Reverse<usize>) {
-    let min = atoms.iter().map(|(_, n)| n.len()).min().unwrap_or(0);
-    (min.min(8), std::cmp::Reverse(atoms.len()))
-}
-
-fn cond_trigger(cond: &Cond, det: &Detection, fields: &[u32]) -> Option<Vec<Atom>> {
-    match cond {
-        Cond::Sel(i) => {
-            let sel = &det.selections[*i];
-            let mut out = Vec::new();
-            for group in &sel.groups {
-                out.extend(group_trigger(group, fields)?);
+        let mut next = 0u32;
+        let mut channels = FxHashMap::default();
+        for (ch, (by_id, any)) in by_channel {
+            let mut route = ChannelRoute::default();
+            for (id, mut ids) in by_id {
+                ids.extend(&any);
+                ids.sort_unstable();
+                ids.dedup();
+                route
+                    .by_event_id
+                    .insert(id, Bucket::build(&ids, triggers, &mut next));
             }
-            Some(out)
+            route.other = Bucket::build(&any, triggers, &mut next);
+            channels.insert(ch, route);
         }
-        Cond::And(cs) => cs
+        let mut products: Vec<&str> = generic
             .iter()
-            .filter_map(|c| cond_trigger(c, det, fields))
-            .max_by_key(|t| trigger_score(t)),
-        Cond::Or(cs) | Cond::AtLeast(_, cs) => {
-            let mut out = Vec::new();
-            for c in cs {
-                out.extend(cond_trigger(c, det, fields)?);
-            }
-            Some(out)
+            .filter_map(|&v| variants[v as usize].product.as_deref())
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut generic_buckets = FxHashMap::default();
+        for p in products {
+            let ids: Vec<u32> = generic
+                .iter()
+                .copied()
+                .filter(|&v| variants[v as usize].product.as_deref() == Some(p))
+                .collect();
+            generic_buckets.insert(p.to_string(), Bucket::build(&ids, triggers, &mut next));
         }
-        Cond::Not(_) => None,
-    }
-}
-
-fn group_trigger(items: &[Item], fields: &[u32]) -> Option<Vec<Atom>> {
-    items
-        .iter()
-        .filter_map(|item| item_trigger(item, fields))
-        .max_by_key(|t| trigger_score(t))
-}
-
-fn item_trigger(item: &Item, fields: &[u32]) -> Option<Vec<Atom>> {
-    if item.values.negate {
-        return None;
-    }
-    let field = item.field.map(|l| fields[l]).unwrap_or(u32::MAX);
-    let literal = |p: &Pattern| -> Option<String> {
-        match p {
-            Pattern::Str(s) if s.number.is_none() => {
-                s.matcher.required_literal().map(crate::glob::lower)
-            }
-            _ => None,
+        generic_buckets.insert(String::new(), Bucket::build(&generic, triggers, &mut next));
+        Routes {
+            channels,
+            generic: generic_buckets,
+            patterns: next as usize,
         }
-    };
-    if item.values.all {
-        // Every written value must match, so the alternatives of any one
-        // value are a trigger; take the most selective.
-        return item
-            .values
-            .by_value()
-            .filter_map(|alts| {
-                alts.iter()
-                    .map(|p| literal(p).map(|l| (field, l)))
-                    .collect::<Option<Vec<Atom>>>()
-            })
-            .max_by_key(|t| trigger_score(t));
-    }
-    item.values
-        .patterns
-        .iter()
-        .map(|p| literal(p).map(|l| (field, l)))
-        .collect()
-}
-
-/// Reusable per-thread working memory for [`RuleSet::matches`].
-///
-/// Holding one per thread makes evaluation allocation-free once its
-/// buffers have grown to the size of the largest event seen.
-#[derive(Debug, Default)]
-pub struct Scratch {
-    slots: Vec<Slot>,
-    touched: Vec<u32>,
-    scalars: Vec<ScalarRec>,
-    text: String,
-    lower: String,
-    triggered: Vec<u64>,
-    scanned: Vec<u64>,
-    keywords_scanned: bool,
-    seen_rules: Vec<u64>,
-    matches: Vec<Match>,
-    num: String,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    start: u32,
-    len: u32,
-    state: SlotState,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum SlotState {
-    #[default]
-    Absent,
-    Null,
-    Present,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ScalarRec {
-    field: u32,
-    elem: u32,
-    /// Range in `Scratch::text`, or `u32::MAX` start for the event's own
-    /// string.
-    text: (u32, u32),
-    lower: (u32, u32),
-}
-
-fn set_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] |= 1 << (i % 64);
-}
-
-fn bit(bits: &[u64], i: usize) -> bool {
-    bits[i / 64] & (1 << (i % 64)) != 0
-}
-
-/// An event prepared for evaluation.
-struct View<'a> {
-    event: &'a Event,
-    s: &'a Scratch,
-}
-
-impl<'a> View<'a> {
-    fn scalar(&self, rec: &ScalarRec) -> Scalar<'a> {
-        let (_, v) = self.event.field_at(rec.field as usize).expect("indexed field");
-        let value = match v {
-            Value::List(items) => &items[rec.elem as usize],
-            v => v,
-        };
-        let text = match value {
-            Value::Str(s) if rec.text.0 == u32::MAX => s,
-            _ => &self.s.text[rec.text.0 as usize..rec.text.1 as usize],
-        };
-        Scalar {
-            value,
-            text,
-            lower: &self.s.lower[rec.lower.0 as usize..rec.lower.1 as usize],
-        }
-    }
-
-    fn slot(&self, fid: u32) -> Slot {
-        self.s.slots[fid as usize]
-    }
-
-    fn scalars_of(&self, slot: Slot) -> impl Iterator<Item = Scalar<'a>> + '_ {
-        self.s.scalars[slot.start as usize..(slot.start + slot.len) as usize]
-            .iter()
-            .map(|r| self.scalar(r))
-    }
-
-    fn all_scalars(&self) -> impl Iterator<Item = Scalar<'a>> + '_ {
-        self.s.scalars.iter().map(|r| self.scalar(r))
     }
 }
 
@@ -589,94 +426,56 @@ impl RuleSet {
         &self.inner.warnings
     }
 
-    /// Prepares `scratch` for `event`: resolves fields, lowercases texts.
     fn prepare(&self, event: &Event, s: &mut Scratch) {
         let inner = &*self.inner;
-        if s.slots.len() != inner.field_names.len() {
-            s.slots = vec![Slot::default(); inner.field_names.len()];
-            s.touched.clear();
-        }
-        for &t in &s.touched {
-            s.slots[t as usize] = Slot::default();
-        }
-        s.touched.clear();
-        s.scalars.clear();
-        s.text.clear();
-        s.lower.clear();
-        let words = inner.variants.len().div_ceil(64);
-        s.triggered.clear();
-        s.triggered.resize(inner.prefilter.atoms.div_ceil(64).max(1), 0);
-        s.scanned.clear();
-        s.scanned.resize(inner.field_names.len().div_ceil(64).max(1), 0);
-        s.keywords_scanned = false;
-        s.seen_rules.clear();
-        s.seen_rules.resize(inner.rules.len().div_ceil(64).max(1), 0);
-        let _ = words;
-        for (i, (name, value)) in event.fields().enumerate() {
-            let start = s.scalars.len() as u32;
-            let state = match value {
-                Value::Null => SlotState::Null,
-                Value::List(items) => {
-                    for (e, item) in items.iter().enumerate() {
-                        push_scalar(s, i as u32, e as u32, item);
-                    }
-                    SlotState::Present
-                }
-                v => {
-                    push_scalar(s, i as u32, 0, v);
-                    SlotState::Present
-                }
-            };
-            if let Some(&fid) = inner.fields.get(name) {
-                let slot = &mut s.slots[fid as usize];
-                if slot.state == SlotState::Absent {
-                    *slot = Slot {
-                        start,
-                        len: s.scalars.len() as u32 - start,
-                        state,
-                    };
-                    s.touched.push(fid);
-                }
-            }
-        }
+        s.prepare(
+            event,
+            Arc::as_ptr(&self.inner) as usize,
+            &inner.fields,
+            inner.field_names.len(),
+            (
+                inner.routes.patterns,
+                inner.variants.len(),
+                inner.rules.len(),
+            ),
+        );
     }
 
     /// The rules that match `event`, in rule order without duplicates.
     ///
     /// The returned slice lives in `scratch` and is overwritten by the
-    /// next call.
+    /// next call. Evaluation never fails: event content cannot make it
+    /// error or panic.
     pub fn matches<'s>(&self, event: &Event, scratch: &'s mut Scratch) -> &'s [Match] {
         self.prepare(event, scratch);
         let inner = &*self.inner;
+        scratch.candidates.clear();
+        let (route, event_id) = {
+            let view = View { event, s: scratch };
+            let route = view
+                .first(inner.channel)
+                .and_then(|c| inner.routes.channels.get(c.lower));
+            let id = view.first(inner.event_id).and_then(|s| s.value.as_i64());
+            (route, id)
+        };
+        if let Some(route) = route {
+            let bucket = event_id
+                .and_then(|id| route.by_event_id.get(&id))
+                .unwrap_or(&route.other);
+            bucket.candidates(scratch);
+        }
+        let product = event.meta.product.as_deref();
+        if let Some(generic) = inner.routes.generic.get(product.unwrap_or("")) {
+            generic.candidates(scratch);
+        }
+
         let mut matches = std::mem::take(&mut scratch.matches);
         matches.clear();
-        let channel = {
-            let view = View { event, s: scratch };
-            let slot = view.slot(inner.channel);
-            let c = view.scalars_of(slot).next().map(|s| s.lower.to_string());
-            c
-        };
-        let event_id = {
-            let view = View { event, s: scratch };
-            let slot = view.slot(inner.event_id);
-            let id = view.scalars_of(slot).next().and_then(|s| s.value.as_i64());
-            id
-        };
-        let route = channel.as_deref().and_then(|c| inner.routes.get(c));
-        let routed = route
-            .into_iter()
-            .flat_map(|r| {
-                event_id
-                    .and_then(|id| r.by_event_id.get(&id))
-                    .into_iter()
-                    .flatten()
-                    .chain(r.any.iter())
-            })
-            .chain(inner.generic.iter());
-        let product = event.meta.product.as_deref();
-        for &vi in routed {
+        let candidates = std::mem::take(&mut scratch.candidates);
+        let epoch = scratch.epoch;
+        for &vi in &candidates {
             let v = &inner.variants[vi as usize];
-            if bit(&scratch.seen_rules, v.rule as usize) {
+            if scratch.rule_seen[v.rule as usize] == epoch {
                 continue;
             }
             if let (Some(want), Some(have)) = (&v.product, product) {
@@ -684,72 +483,22 @@ impl RuleSet {
                     continue;
                 }
             }
-            if !self.conds_hold(v, event, scratch) {
+            let view = View { event, s: scratch };
+            if !conds_hold(v, &view) {
                 continue;
             }
-            if let Some(trigger) = &v.trigger {
-                if !self.triggered(trigger, event, scratch) {
-                    continue;
-                }
-            }
-            let view = View { event, s: scratch };
             let rule = &inner.rules[v.rule as usize];
             if eval_detection(&rule.detection, &v.fields, &view) {
-                set_bit(&mut scratch.seen_rules, v.rule as usize);
+                scratch.rule_seen[v.rule as usize] = epoch;
                 matches.push(Match {
                     rule: v.rule as usize,
                 });
             }
         }
+        scratch.candidates = candidates;
         matches.sort_unstable();
         scratch.matches = matches;
         &scratch.matches
-    }
-
-    fn conds_hold(&self, v: &Variant, event: &Event, s: &Scratch) -> bool {
-        let view = View { event, s };
-        v.conds.iter().all(|(fid, values)| {
-            let slot = view.slot(*fid);
-            view.scalars_of(slot).any(|sc| {
-                values.iter().any(|want| {
-                    sc.lower == want
-                        || (sc.value.as_i64().is_some() && want.parse::<i64>().ok() == sc.value.as_i64())
-                })
-            })
-        })
-    }
-
-    /// Whether any atom of `trigger` occurs, scanning fields on demand.
-    fn triggered(&self, trigger: &[u32], event: &Event, s: &mut Scratch) -> bool {
-        let pf = &self.inner.prefilter;
-        for &atom in trigger {
-            let field = pf.atom_field[atom as usize];
-            if field == u32::MAX {
-                if !s.keywords_scanned {
-                    s.keywords_scanned = true;
-                    if let Some((ac, ids)) = &pf.keywords {
-                        for i in 0..s.scalars.len() {
-                            let (a, b) = s.scalars[i].lower;
-                            scan(ac, ids, &s.lower[a as usize..b as usize], &mut s.triggered);
-                        }
-                    }
-                }
-            } else if !bit(&s.scanned, field as usize) {
-                set_bit(&mut s.scanned, field as usize);
-                if let Some((ac, ids)) = &pf.by_field[field as usize] {
-                    let slot = s.slots[field as usize];
-                    for i in slot.start..slot.start + slot.len {
-                        let (a, b) = s.scalars[i as usize].lower;
-                        scan(ac, ids, &s.lower[a as usize..b as usize], &mut s.triggered);
-                    }
-                }
-            }
-            if bit(&s.triggered, atom as usize) {
-                return true;
-            }
-        }
-        let _ = event;
-        false
     }
 
     /// Explains, for one rule and one event, which log-source entry
@@ -762,22 +511,30 @@ impl RuleSet {
         let inner = &*self.inner;
         let mut out = String::new();
         let r = &inner.rules[rule];
-        let variants: Vec<&Variant> = inner.variants.iter().filter(|v| v.rule as usize == rule).collect();
+        let variants: Vec<&Variant> = inner
+            .variants
+            .iter()
+            .filter(|v| v.rule as usize == rule)
+            .collect();
         if variants.is_empty() {
             let _ = writeln!(out, "  rule has no single-event detection (aggregation)");
         }
+        let view = View { event, s: &s };
         for v in variants {
-            let view = View { event, s: &s };
             let conds: Vec<String> = v
                 .conds
                 .iter()
                 .map(|(f, vals)| format!("{}={}", inner.field_names[*f as usize], vals.join("|")))
                 .collect();
-            let holds = self.conds_hold(v, event, &s);
+            let holds = conds_hold(v, &view);
             let _ = writeln!(
                 out,
                 "  log source [{}]: {}",
-                if conds.is_empty() { "any event".to_string() } else { conds.join(", ") },
+                if conds.is_empty() {
+                    "any event".to_string()
+                } else {
+                    conds.join(", ")
+                },
                 if holds { "applies" } else { "does not apply" }
             );
             if !holds {
@@ -786,7 +543,12 @@ impl RuleSet {
             let det = &r.detection;
             for (i, sel) in det.selections.iter().enumerate() {
                 let ok = eval_selection(sel, &v.fields, &view);
-                let _ = writeln!(out, "    selection {}: {}", det.names[i], if ok { "matched" } else { "not matched" });
+                let _ = writeln!(
+                    out,
+                    "    selection {}: {}",
+                    det.names[i],
+                    if ok { "matched" } else { "not matched" }
+                );
                 for group in &sel.groups {
                     for item in group {
                         let ok = eval_item(item, &v.fields, &view);
@@ -794,16 +556,22 @@ impl RuleSet {
                             Some(l) => {
                                 let fid = v.fields[l];
                                 let slot = view.slot(fid);
-                                let vals: Vec<String> = view.scalars_of(slot).map(|s| s.text.to_string()).collect();
-                                (inner.field_names[fid as usize].clone(), match slot.state {
+                                let vals: Vec<String> =
+                                    view.scalars_of(slot).map(|s| s.text.to_string()).collect();
+                                let shown = match slot.state {
                                     SlotState::Absent => "(absent)".to_string(),
                                     SlotState::Null => "(null)".to_string(),
                                     SlotState::Present => vals.join(" | "),
-                                })
+                                };
+                                (inner.field_names[fid as usize].clone(), shown)
                             }
                             None => ("(keywords)".to_string(), String::new()),
                         };
-                        let _ = writeln!(out, "      {} {name} = {value:?}", if ok { "ok  " } else { "FAIL" });
+                        let _ = writeln!(
+                            out,
+                            "      {} {name} = {value:?}",
+                            if ok { "ok  " } else { "FAIL" }
+                        );
                     }
                 }
             }
@@ -814,99 +582,18 @@ impl RuleSet {
     }
 }
 
-fn scan(ac: &AhoCorasick, ids: &[u32], text: &str, triggered: &mut [u64]) {
-    for m in ac.find_overlapping_iter(text) {
-        set_bit(triggered, ids[m.pattern().as_usize()] as usize);
-    }
-}
-
-fn push_scalar(s: &mut Scratch, field: u32, elem: u32, v: &Value) {
-    let text = match v {
-        Value::Str(_) => (u32::MAX, 0),
-        Value::Null | Value::List(_) => {
-            let a = s.text.len() as u32;
-            (a, a)
-        }
-        other => {
-            let a = s.text.len() as u32;
-            let _ = other.write_text(&mut s.text);
-            (a, s.text.len() as u32)
-        }
-    };
-    let src: &str = match v {
-        Value::Str(st) => st,
-        _ => {
-            s.num.clear();
-            s.num.push_str(&s.text[text.0 as usize..text.1 as usize]);
-            &s.num
-        }
-    };
-    let a = s.lower.len() as u32;
-    if src.is_ascii() {
-        let start = s.lower.len();
-        s.lower.push_str(src);
-        s.lower[start..].make_ascii_lowercase();
-    } else {
-        for c in src.chars() {
-            s.lower.extend(c.to_lowercase());
-        }
-    }
-    s.scalars.push(ScalarRec {
-        field,
-        elem,
-        text,
-        lower: (a, s.lower.len() as u32),
-    });
-}
-
-fn eval_detection(det: &Detection, fields: &[u32], view: &View<'_>) -> bool {
-    det.cond
-        .eval(&mut |i| eval_selection(&det.selections[i], fields, view))
-}
-
-fn eval_selection(sel: &crate::rule::Selection, fields: &[u32], view: &View<'_>) -> bool {
-    sel.groups
-        .iter()
-        .any(|g| g.iter().all(|item| eval_item(item, fields, view)))
-}
-
-fn eval_item(item: &Item, fields: &[u32], view: &View<'_>) -> bool {
-    let v = &item.values;
-    let one = |p: &Pattern| -> bool {
-        match item.field {
-            None => view.all_scalars().any(|s| p.matches(s)),
-            Some(l) => {
-                let slot = view.slot(fields[l]);
-                match slot.state {
-                    SlotState::Absent => p.matches_missing(false),
-                    SlotState::Null => p.matches_missing(true),
-                    SlotState::Present => match p {
-                        Pattern::FieldRef {
-                            local, shape, cased, ..
-                        } => {
-                            let other = view.slot(fields[*local]);
-                            view.scalars_of(slot).any(|a| {
-                                view.scalars_of(other).any(|b| {
-                                    if *cased {
-                                        compare_shape(*shape, a.text, b.text)
-                                    } else {
-                                        compare_shape(*shape, a.lower, b.lower)
-                                    }
-                                })
-                            })
-                        }
-                        _ => view.scalars_of(slot).any(|s| p.matches(s)),
-                    },
-                }
-            }
-        }
-    };
-    let hit = if v.all {
-        v.by_value().all(|alts| alts.iter().any(one))
-    } else {
-        v.patterns.iter().any(one)
-    };
-    hit != v.negate
+/// Whether the mapping entry's event conditions hold.
+fn conds_hold(v: &Variant, view: &View<'_>) -> bool {
+    v.conds.iter().all(|(fid, values)| {
+        let slot = view.slot(*fid);
+        view.scalars_of(slot).any(|sc| {
+            values.iter().any(|want| {
+                sc.lower == want
+                    || (sc.value.as_i64().is_some()
+                        && want.parse::<i64>().ok() == sc.value.as_i64())
+            })
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,1 +1,69 @@
-fn main() {}
+//! The `vigil` binary: glue between the command line and the library
+//! crates. Each subcommand lives in its own module.
+
+mod bench;
+mod hunt;
+mod load;
+mod regress;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Vigil: security monitoring and detection with Sigma.
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Work with Sigma rules: validate, run regression tests.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Hunt through EVTX and JSON logs with Sigma rules.
+    Hunt(hunt::HuntArgs),
+    /// Benchmarks: rule evaluation throughput, hunting speed.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Load every rule under the paths and report each one that fails.
+    Validate(validate::ValidateArgs),
+    /// Run SigmaHQ-format regression tests (regression_data/**/info.yml).
+    Test(regress::TestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Rules { command } => match command {
+            RulesCommand::Validate(args) => validate::run(args),
+            RulesCommand::Test(args) => regress::run(args),
+        },
+        Command::Hunt(args) => hunt::run(args),
+        Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed pipe (`vigil hunt … | head`) is not an error.
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("vigil: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Routing buckets and the literal prefilter.
+//!
+//! A bucket holds the rule variants that can apply to one kind of event
+//! (one Windows channel and event ID, or the generic rules of one product).
+//! Most variants need at least one of a few literal strings in some field
+//! (their *trigger*, derived from the condition below); a bucket compiles
+//! the triggers of all its variants into one Aho-Corasick automaton per
+//! field. For an event, only the fields that some variant needs are
+//! scanned, and only the variants whose literals occur become candidates:
+//! the cost follows the number of hits, not the number of rules.
+//!
+//! A trigger is a necessary condition, never a sufficient one: a variant
+//! without one (its condition is `not x`, or it only uses regular
+//! expressions or numbers) is always a candidate.
+
+use crate::condition::Cond;
+use crate::eval::Scratch;
+use crate::pattern::Pattern;
+use crate::rule::{Detection, Item};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use rustc_hash::FxHashMap;
+
+/// A literal that must occur in a field (`u32::MAX`: in any field).
+pub(crate) type Atom = (u32, String);
+
+/// Marks "any field" (keyword search) in an [`Atom`].
+pub(crate) const ANY_FIELD: u32 = u32::MAX;
+
+/// One field's literals while a bucket is built: the literals, their
+/// index, and per literal the variants it triggers.
+type FieldLiterals = (Vec<String>, FxHashMap<String, usize>, Vec<Vec<u32>>);
+
+/// One automaton over one field's literals.
+#[derive(Debug)]
+struct FieldScan {
+    field: u32,
+    ac: AhoCorasick,
+    /// Global number of this automaton's first pattern, for the
+    /// per-event "seen" stamps.
+    base: u32,
+    /// Per pattern: the variants it triggers.
+    variants: Vec<Vec<u32>>,
+    /// When the automaton serves only a few variants, finding any literal
+    /// is enough to queue them all: `is_match` stops at the first hit and
+    /// uses the automaton's prefilter, where an overlapping search must
+    /// walk every byte.
+    few: Option<Vec<u32>>,
+    /// For `few`: a SIMD (Teddy) searcher over the same literals when the
+    /// CPU and the literal count allow; much faster than the automaton at
+    /// answering "is any literal here".
+    packed: Option<aho_corasick::packed::Searcher>,
+}
+
+/// Up to this many variants, a scan queues all of them on any hit.
+const FEW_VARIANTS: usize = 4;
+
+/// The variants for one kind of event, with their prefilter.
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    /// Variants without a trigger: always candidates.
+    always: Vec<u32>,
+    scans: Vec<FieldScan>,
+}
+
+impl Bucket {
+    /// Builds a bucket from variant ids and their triggers. `next_pattern`
+    /// numbers patterns globally.
+    pub fn build(ids: &[u32], triggers: &[Option<Vec<Atom>>], next_pattern: &mut u32) -> Bucket {
+        let mut always = Vec::new();
+        let mut per_field: FxHashMap<u32, FieldLiterals> = FxHashMap::default();
+        for &v in ids {
+            match &triggers[v as usize] {
+                None => always.push(v),
+                Some(atoms) => {
+                    for (field, needle) in atoms {
+                        let (needles, index, variants) = per_field.entry(*field).or_default();
+                        let p = *index.entry(needle.clone()).or_insert_with(|| {
+                            needles.push(needle.clone());
+                            variants.push(Vec::new());
+                            needles.len() - 1
+                        });
+                        if variants[p].last() != Some(&v) {
+                            variants[p].push(v);
+                        }
+                    }
+                }
+            }
+        }
+        let mut scans = Vec::with_capacity(per_field.len());
+        let mut fields: Vec<_> = per_field.into_iter().collect();
+        fields.sort_by_key(|(f, _)| *f);
+        for (field, (needles, _, variants)) in fields {
+            // A full DFA is the fastest automaton to run, and buckets are
+            // small enough (a few thousand literals at most) for its
+            // memory to stay modest.
+            let built = AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&needles);
+            match built {
+                Ok(ac) => {
+                    let mut distinct: Vec<u32> = variants.iter().flatten().copied().collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    let few = (distinct.len() <= FEW_VARIANTS).then_some(distinct);
+                    let packed = few.as_ref().and_then(|_| {
+                        aho_corasick::packed::Config::new()
+                            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                            .builder()
+                            .extend(needles.iter())
+                            .build()
+                    });
+                    scans.push(FieldScan {
+                        field,
+                        ac,
+                        base: *next_pattern,
+                        variants,
+                        few,
+                        packed,
+                    });
+                    *next_pattern += needles.len() as u32;
+                }
+                // An automaton too large to build: its variants lose the
+                // prefilter and are always evaluated.
+                Err(_) => {
+                    for vs in variants {
+                        always.extend(vs);
+                    }
+                }
+            }
+        }
+        always.sort_unstable();
+        always.dedup();
+        Bucket { always, scans }
+    }
+
+    /// Appends to `s.candidates` every variant of this bucket that could
+    /// match the prepared event (each once per event).
+    pub fn candidates(&self, s: &mut Scratch) {
+        let epoch = s.epoch;
+        for &v in &self.always {
+            push_candidate(s, v, epoch);
+        }
+        for scan in &self.scans {
+            if scan.field == ANY_FIELD {
+                // Keyword literals: one pass over all lowercased text at
+                // once. A hit across two values' boundary only makes an
+                // extra candidate, which full evaluation then rejects.
+                let text = std::mem::take(&mut s.lower);
+                scan.hits(&text, s, epoch);
+                s.lower = text;
+                continue;
+            }
+            let slot = s.slots[scan.field as usize];
+            for i in slot.start..slot.start + slot.len {
+                let (a, b) = s.scalars[i as usize].lower;
+                let text = std::mem::take(&mut s.lower);
+                scan.hits(&text[a as usize..b as usize], s, epoch);
+                s.lower = text;
+            }
+        }
+    }
+}
+
+impl FieldScan {
+    /// Queues the variants of every literal found in `text`.
+    fn hits(&self, text: &str, s: &mut Scratch, epoch: u32) {
+        if let Some(few) = &self.few {
+            if few.iter().all(|&v| s.variant_seen[v as usize] == epoch) {
+                return;
+            }
+            let hit = match &self.packed {
+                Some(p) => p.find(text).is_some(),
+                None => self.ac.is_match(text),
+            };
+            if !hit {
+                return;
+            }
+            for &v in few {
+                push_candidate(s, v, epoch);
+            }
+            return;
+        }
+        for m in self.ac.find_overlapping_iter(text) {
+            let p = m.pattern().as_usize();
+            let global = (self.base as usize) + p;
+            if s.pattern_seen[global] == epoch {
+                continue;
+            }
+            s.pattern_seen[global] = epoch;
+            for &v in &self.variants[p] {
+                if s.variant_seen[v as usize] != epoch {
+                    s.variant_seen[v as usize] = epoch;
+                    s.candidates.push(v);
+                }
+            }
+        }
+    }
+}
+
+fn push_candidate(s: &mut Scratch, v: u32, epoch: u32) {
+    if s.variant_seen[v as usize] != epoch {
+        s.variant_seen[v as usize] = epoch;
+        s.candidates.push(v);
+    }
+}
+
+/// Score of a trigger: higher is more selective (longest shortest needle,
+/// then fewest atoms).
+fn trigger_score(atoms: &[Atom]) -> (usize, std::cmp::Reverse<usize>) {
+    let min = atoms.iter().map(|(_, n)| n.len()).min().unwrap_or(0);
+    (min.min(8), std::cmp::Reverse(atoms.len()))
+}
+
+/// Like [`trigger_score`], but an item on a routing field (`EventID`,
+/// `Channel`) ranks below any other: events reach a bucket because of
+/// those very values, so such a trigger rarely rules anything out.
+fn item_score(t: &(bool, Vec<Atom>)) -> (bool, (usize, std::cmp::Reverse<usize>)) {
+    (!t.0, trigger_score(&t.1))
+}
+
+/// The trigger of a condition: literals of which one must occur for the
+/// condition to hold, or `None` when there is no such set.
+///
+/// `routing` holds the field ids of `Channel` and `EventID`.
+pub(crate) fn cond_trigger(
+    cond: &Cond,
+    det: &Detection,
+    fields: &[u32],
+    routing: [u32; 2],
+) -> Option<Vec<Atom>> {
+    cond_trigger_ranked(cond, det, fields, routing).map(|t| t.1)
+}
+
+/// A trigger and whether it avoids the routing fields.
+type Ranked = (bool, Vec<Atom>);
+
+fn cond_trigger_ranked(
+    cond: &Cond,
+    det: &Detection,
+    fields: &[u32],
+    routing: [u32; 2],
+) -> Option<Ranked> {
+    match cond {
+        Cond::Sel(i) => {
+            let mut out = (true, Vec::new());
+            for group in &det.selections[*i].groups {
+                let (good, atoms) = group_trigger(group, fields, routing)?;
+                out.0 &= good;
+                out.1.extend(atoms);
+            }
+            Some(out)
+        }
+        Cond::And(cs) => cs
+            .iter()
+            .filter_map(|c| cond_trigger_ranked(c, det, fields, routing))
+            .max_by_key(item_score),
+        Cond::Or(cs) | Cond::AtLeast(_, cs) => {
+            let mut out = (true, Vec::new());
+            for c in cs {
+                let (good, atoms) = cond_trigger_ranked(c, det, fields, routing)?;
+                out.0 &= good;
+                out.1.extend(atoms);
+            }
+            Some(out)
+        }
+        Cond::Not(_) => None,
+    }
+}
+
+fn group_trigger(items: &[Item], fields: &[u32], routing: [u32; 2]) -> Option<Ranked> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let atoms = item_trigger(item, fields)?;
+            let good = !atoms.iter().all(|(f, _)| routing.contains(f));
+            Some((good, atoms))
+        })
+        .max_by_key(item_score)
+}
+
+/// Whether a plain YAML number's text is also the text of every event
+/// value it matches by number: a canonical integer (`4688`, `-1`).
+fn integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+}
+
+fn item_trigger(item: &Item, fields: &[u32]) -> Option<Vec<Atom>> {
+    if item.values.negate {
+        return None;
+    }
+    let field = item.field.map(|l| fields[l]).unwrap_or(ANY_FIELD);
+    let literal = |p: &Pattern| -> Option<Vec<Atom>> {
+        match p {
+            // A plain number also matches numeric event values by number;
+            // an integer prints as the same digits, anything else may not
+            // ("1.50" against 1.5).
+            Pattern::Str(s) => match (&s.matcher, s.number) {
+                (crate::glob::StrMatcher::Exact(t), Some(_)) if integer_text(t) => {
+                    Some(vec![(field, t.clone())])
+                }
+                (_, Some(_)) => None,
+                (m, None) => m
+                    .required_literal()
+                    .map(|l| vec![(field, crate::glob::lower(l))]),
+            },
+            Pattern::Regex(_, Some(lits)) => {
+                Some(lits.iter().map(|l| (field, l.clone())).collect())
+            }
+            _ => None,
+        }
+    };
+    if item.values.all {
+        // Every written value must match, so the alternatives of any one
+        // value are a trigger; take the most selective.
+        return item
+            .values
+            .by_value()
+            .filter_map(|alts| {
+                alts.iter()
+                    .map(literal)
+                    .collect::<Option<Vec<Vec<Atom>>>>()
+                    .map(|v| v.concat())
+            })
+            .max_by_key(|t| trigger_score(t));
+    }
+    item.values
+        .patterns
+        .iter()
+        .map(literal)
+        .collect::<Option<Vec<Vec<Atom>>>>()
+        .map(|v| v.concat())
+}
