@@ -1,0 +1,414 @@
+//! Detection records and the formats they are written in.
+
+use anyhow::Context;
+use serde_json::{Map, Value as Json};
+use std::collections::BinaryHeap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use vigil_event::{value_to_json, Event, Value};
+use vigil_sigma::Rule;
+
+/// Output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// One detection: a rule that matched an event.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// Event time, nanoseconds since the epoch (UTC), for sorting.
+    pub timestamp_ns: Option<i64>,
+    /// The record, fields in output order.
+    pub record: Map<String, Json>,
+}
+
+/// The first of these fields an event has gives its time, when the reader
+/// did not (JSON inputs).
+const TIME_FIELDS: &[&str] = &[
+    "TimeCreated_SystemTime",
+    "@timestamp",
+    "timestamp",
+    "UtcTime",
+    "time",
+];
+
+fn event_time(event: &Event) -> Option<i64> {
+    if let Some(ts) = event.meta.timestamp_ns {
+        return Some(ts);
+    }
+    for f in TIME_FIELDS {
+        if let Some(Value::Str(s)) = event.get(f) {
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                return t.timestamp_nanos_opt();
+            }
+            if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+                return t.and_utc().timestamp_nanos_opt();
+            }
+        }
+    }
+    None
+}
+
+/// RFC 3339 in UTC with microseconds.
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn text(event: &Event, names: &[&str]) -> Json {
+    names
+        .iter()
+        .find_map(|n| event.get(n))
+        .map(value_to_json)
+        .unwrap_or(Json::Null)
+}
+
+impl Detection {
+    /// The record for `rule` matching `event`.
+    pub fn new(rule: &Rule, event: &Event) -> Detection {
+        let ts = event_time(event);
+        let mut m = Map::new();
+        m.insert(
+            "timestamp".into(),
+            ts.map(|t| Json::String(rfc3339(t))).unwrap_or(Json::Null),
+        );
+        m.insert(
+            "rule_id".into(),
+            rule.id.clone().map(Json::String).unwrap_or(Json::Null),
+        );
+        m.insert("rule_title".into(), Json::String(rule.title.clone()));
+        m.insert(
+            "level".into(),
+            rule.level
+                .map(|l| Json::String(l.as_str().into()))
+                .unwrap_or(Json::Null),
+        );
+        m.insert(
+            "tags".into(),
+            rule.tags.iter().cloned().map(Json::String).collect(),
+        );
+        m.insert(
+            "computer".into(),
+            text(event, &["Computer", "host.name", "hostname"]),
+        );
+        m.insert("channel".into(), text(event, &["Channel"]));
+        m.insert("event_id".into(), text(event, &["EventID"]));
+        m.insert(
+            "record_id".into(),
+            event.meta.record_id.map(Json::from).unwrap_or(Json::Null),
+        );
+        m.insert(
+            "source".into(),
+            event
+                .meta
+                .source
+                .as_deref()
+                .map(|s| Json::String(s.into()))
+                .unwrap_or(Json::Null),
+        );
+        m.insert("fields".into(), event.to_json());
+        Detection {
+            timestamp_ns: ts,
+            record: m,
+        }
+    }
+}
+
+/// Columns of the table and CSV formats, before the event fields.
+const COLUMNS: &[&str] = &[
+    "timestamp",
+    "level",
+    "rule_title",
+    "rule_id",
+    "computer",
+    "channel",
+    "event_id",
+    "record_id",
+    "source",
+];
+
+/// Where detections go: straight to the writer, or through a sorter.
+pub struct Sink {
+    writer: FormatWriter,
+    sorter: Option<Sorter>,
+}
+
+impl Sink {
+    pub fn open(
+        format: Format,
+        path: Option<&Path>,
+        fields: &[String],
+        sort: bool,
+        sort_memory: usize,
+    ) -> anyhow::Result<Sink> {
+        let out: Box<dyn Write + Send> = match path {
+            Some(p) => Box::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdout()),
+        };
+        let mut writer = FormatWriter {
+            out: BufWriter::with_capacity(1 << 16, out),
+            format,
+            fields: fields.to_vec(),
+            count: 0,
+        };
+        writer.header()?;
+        Ok(Sink {
+            writer,
+            sorter: sort.then(|| Sorter::new(sort_memory.max(1))),
+        })
+    }
+
+    pub fn write(&mut self, d: Detection) -> anyhow::Result<()> {
+        match &mut self.sorter {
+            Some(s) => s.push(d),
+            None => self.writer.write(&d),
+        }
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(sorter) = self.sorter.take() {
+            sorter.drain(&mut |d| self.writer.write(&d))?;
+        }
+        self.writer.footer()?;
+        self.writer.out.flush()?;
+        Ok(())
+    }
+}
+
+struct FormatWriter {
+    out: BufWriter<Box<dyn Write + Send>>,
+    format: Format,
+    fields: Vec<String>,
+    count: u64,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn plain(v: &Json) -> String {
+    match v {
+        Json::Null => String::new(),
+        Json::String(s) => s.clone(),
+        Json::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    }
+}
+
+impl FormatWriter {
+    fn header(&mut self) -> anyhow::Result<()> {
+        match self.format {
+            Format::Csv => {
+                let mut cols: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+                cols.push("tags".into());
+                cols.extend(self.fields.iter().cloned());
+                writeln!(
+                    self.out,
+                    "{}",
+                    cols.iter()
+                        .map(|c| csv_field(c))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )?;
+            }
+            Format::Json => write!(self.out, "[")?,
+            Format::Table | Format::Jsonl => {}
+        }
+        Ok(())
+    }
+
+    fn footer(&mut self) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            writeln!(self.out, "{}]", if self.count > 0 { "\n" } else { "" })?;
+        }
+        Ok(())
+    }
+
+    fn selected_fields(&self, record: &Map<String, Json>) -> Json {
+        let all = record.get("fields").cloned().unwrap_or(Json::Null);
+        if self.fields.is_empty() {
+            return all;
+        }
+        let mut m = Map::new();
+        for f in &self.fields {
+            m.insert(f.clone(), all.get(f).cloned().unwrap_or(Json::Null));
+        }
+        Json::Object(m)
+    }
+
+    fn write(&mut self, d: &Detection) -> anyhow::Result<()> {
+        let r = &d.record;
+        match self.format {
+            Format::Jsonl | Format::Json => {
+                let mut rec = r.clone();
+                rec.insert("fields".into(), self.selected_fields(r));
+                if self.format == Format::Json {
+                    write!(self.out, "{}\n  ", if self.count > 0 { "," } else { "" })?;
+                }
+                serde_json::to_writer(&mut self.out, &Json::Object(rec))?;
+                if self.format == Format::Jsonl {
+                    writeln!(self.out)?;
+                }
+            }
+            Format::Csv => {
+                let mut cols: Vec<String> = COLUMNS
+                    .iter()
+                    .map(|c| plain(r.get(*c).unwrap_or(&Json::Null)))
+                    .collect();
+                cols.push(plain(r.get("tags").unwrap_or(&Json::Null)));
+                let fields = r.get("fields");
+                for f in &self.fields {
+                    cols.push(plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null)));
+                }
+                writeln!(
+                    self.out,
+                    "{}",
+                    cols.iter()
+                        .map(|c| csv_field(c))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )?;
+            }
+            Format::Table => {
+                let get = |k: &str| plain(r.get(k).unwrap_or(&Json::Null));
+                let mut line = format!(
+                    "{:<27} {:<13} {:<60} {:<20} {:<10} {}",
+                    get("timestamp"),
+                    get("level"),
+                    truncate(&get("rule_title"), 60),
+                    truncate(&get("computer"), 20),
+                    get("event_id"),
+                    get("source"),
+                );
+                let fields = r.get("fields");
+                for f in &self.fields {
+                    line.push_str(&format!(
+                        " {f}={}",
+                        plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null))
+                    ));
+                }
+                writeln!(self.out, "{}", line.trim_end())?;
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// External sort by time: runs of `limit` detections are sorted in memory
+/// and spilled to temporary files, then merged.
+struct Sorter {
+    limit: usize,
+    buffer: Vec<(i64, String)>,
+    runs: Vec<tempfile::NamedTempFile>,
+}
+
+impl Sorter {
+    fn new(limit: usize) -> Self {
+        Sorter {
+            limit,
+            buffer: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, d: Detection) -> anyhow::Result<()> {
+        let line = serde_json::to_string(&Json::Object(d.record))?;
+        self.buffer.push((d.timestamp_ns.unwrap_or(i64::MIN), line));
+        if self.buffer.len() >= self.limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> anyhow::Result<()> {
+        self.buffer.sort_by_key(|(t, _)| *t);
+        let mut f = tempfile::NamedTempFile::new().context("creating a sort run file")?;
+        {
+            let mut w = BufWriter::new(f.as_file_mut());
+            for (t, line) in self.buffer.drain(..) {
+                writeln!(w, "{t}\t{line}")?;
+            }
+            w.flush()?;
+        }
+        self.runs.push(f);
+        Ok(())
+    }
+
+    fn drain(
+        mut self,
+        emit: &mut dyn FnMut(Detection) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let to_detection = |t: i64, line: &str| -> anyhow::Result<Detection> {
+            let Json::Object(record) = serde_json::from_str(line)? else {
+                anyhow::bail!("sort run holds a non-object");
+            };
+            Ok(Detection {
+                timestamp_ns: (t != i64::MIN).then_some(t),
+                record,
+            })
+        };
+        if self.runs.is_empty() {
+            self.buffer.sort_by_key(|(t, _)| *t);
+            for (t, line) in std::mem::take(&mut self.buffer) {
+                emit(to_detection(t, &line)?)?;
+            }
+            return Ok(());
+        }
+        if !self.buffer.is_empty() {
+            self.spill()?;
+        }
+        let mut readers: Vec<_> = self
+            .runs
+            .iter()
+            .map(|f| f.reopen().map(BufReader::new))
+            .collect::<Result<_, _>>()?;
+        let mut heap = BinaryHeap::new();
+        let read = |r: &mut BufReader<std::fs::File>| -> anyhow::Result<Option<(i64, String)>> {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            let (t, rest) = line
+                .trim_end()
+                .split_once('\t')
+                .context("corrupt sort run")?;
+            Ok(Some((t.parse()?, rest.to_string())))
+        };
+        for (i, r) in readers.iter_mut().enumerate() {
+            if let Some((t, l)) = read(r)? {
+                heap.push(std::cmp::Reverse((t, i, l)));
+            }
+        }
+        while let Some(std::cmp::Reverse((t, i, line))) = heap.pop() {
+            emit(to_detection(t, &line)?)?;
+            if let Some((t, l)) = read(&mut readers[i])? {
+                heap.push(std::cmp::Reverse((t, i, l)));
+            }
+        }
+        Ok(())
+    }
+}

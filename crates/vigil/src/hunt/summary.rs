@@ -1,0 +1,173 @@
+//! The summary printed at the end of a hunt.
+
+use super::output::Detection;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::time::Duration;
+use vigil_ingest::IngestError;
+use vigil_sigma::{Level, Rule, RuleError, RuleSet};
+
+/// ATT&CK tactics, as Sigma tags name them (`attack.defense-evasion`).
+const TACTICS: &[&str] = &[
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
+];
+
+/// Counts collected during a hunt.
+pub struct Summary {
+    rules: usize,
+    rules_failed: Vec<RuleError>,
+    rules_skipped: usize,
+    warnings: Vec<RuleError>,
+    pub files: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub elapsed: Duration,
+    detections: u64,
+    by_level: BTreeMap<Option<Level>, u64>,
+    by_rule: HashMap<String, u64>,
+    by_computer: HashMap<String, u64>,
+    tactics: BTreeSet<String>,
+    input_errors: Vec<IngestError>,
+    failed_sources: BTreeSet<String>,
+}
+
+impl Summary {
+    pub fn new(
+        set: &RuleSet,
+        rules_failed: Vec<RuleError>,
+        rules_skipped: usize,
+        warnings: Vec<RuleError>,
+    ) -> Self {
+        Summary {
+            rules: set.len(),
+            rules_failed,
+            rules_skipped,
+            warnings,
+            files: 0,
+            bytes: 0,
+            events: 0,
+            elapsed: Duration::ZERO,
+            detections: 0,
+            by_level: BTreeMap::new(),
+            by_rule: HashMap::new(),
+            by_computer: HashMap::new(),
+            tactics: BTreeSet::new(),
+            input_errors: Vec::new(),
+            failed_sources: BTreeSet::new(),
+        }
+    }
+
+    pub fn detection(&mut self, rule: &Rule, d: &Detection) {
+        self.detections += 1;
+        *self.by_level.entry(rule.level).or_default() += 1;
+        *self.by_rule.entry(rule.title.clone()).or_default() += 1;
+        if let Some(c) = d.record.get("computer").and_then(|c| c.as_str()) {
+            *self.by_computer.entry(c.to_string()).or_default() += 1;
+        }
+        for t in &rule.tags {
+            if let Some(tactic) = t.strip_prefix("attack.") {
+                let tactic = tactic.replace('_', "-");
+                if TACTICS.contains(&tactic.as_str()) {
+                    self.tactics.insert(tactic);
+                }
+            }
+        }
+    }
+
+    pub fn input_error(&mut self, e: IngestError) {
+        self.failed_sources.insert(e.source.to_string());
+        self.input_errors.push(e);
+    }
+
+    /// Inputs with at least one error.
+    pub fn failed_inputs(&self) -> usize {
+        self.failed_sources.len()
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let _ = writeln!(s, "\n== vigil hunt summary");
+        let _ = writeln!(
+            s,
+            "rules: {} loaded, {} failed to load, {} not selected",
+            self.rules,
+            self.rules_failed.len(),
+            self.rules_skipped
+        );
+        for e in self.rules_failed.iter().take(20) {
+            let _ = writeln!(s, "  not loaded: {e}");
+        }
+        if self.rules_failed.len() > 20 {
+            let _ = writeln!(
+                s,
+                "  … and {} more (see `vigil rules validate`)",
+                self.rules_failed.len() - 20
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "  warning: {w}");
+        }
+        let _ = writeln!(
+            s,
+            "inputs: {} files, {:.1} MiB, {} events; {} inputs with errors",
+            self.files,
+            self.bytes as f64 / (1024.0 * 1024.0),
+            self.events,
+            self.failed_inputs()
+        );
+        for e in self.input_errors.iter().take(20) {
+            let _ = writeln!(s, "  error: {e}");
+        }
+        if self.input_errors.len() > 20 {
+            let _ = writeln!(s, "  … and {} more errors", self.input_errors.len() - 20);
+        }
+        let levels: Vec<String> = self
+            .by_level
+            .iter()
+            .rev()
+            .map(|(l, n)| format!("{} {n}", l.map(|l| l.as_str()).unwrap_or("none")))
+            .collect();
+        let _ = writeln!(s, "detections: {} ({})", self.detections, levels.join(", "));
+        let top = |m: &HashMap<String, u64>| {
+            let mut v: Vec<_> = m.iter().collect();
+            v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            v.into_iter()
+                .take(10)
+                .map(|(k, n)| format!("  {n:>7}  {k}"))
+                .collect::<Vec<_>>()
+        };
+        if !self.by_rule.is_empty() {
+            let _ = writeln!(s, "top rules:\n{}", top(&self.by_rule).join("\n"));
+            let _ = writeln!(s, "top computers:\n{}", top(&self.by_computer).join("\n"));
+        }
+        if !self.tactics.is_empty() {
+            let _ = writeln!(
+                s,
+                "ATT&CK tactics: {}",
+                self.tactics.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "elapsed: {:.2} s, {:.1} MiB/s, {:.0} events/s",
+            secs,
+            self.bytes as f64 / (1024.0 * 1024.0) / secs,
+            self.events as f64 / secs
+        );
+        s
+    }
+}
