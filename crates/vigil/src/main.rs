@@ -26,7 +26,7 @@ enum Command {
         command: RulesCommand,
     },
     /// Hunt through EVTX and JSON logs with Sigma rules.
-    Hunt(hunt::HuntArgs),
+    Hunt(Box<hunt::HuntArgs>),
     /// Benchmarks: rule evaluation throughput, hunting speed.
     Bench {
         #[command(subcommand)]
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             RulesCommand::Validate(args) => validate::run(args),
             RulesCommand::Test(args) => regress::run(args),
         },
-        Command::Hunt(args) => hunt::run(args),
+        Command::Hunt(args) => hunt::run(*args),
         Command::Bench { command } => bench::run(command),
     };
     match result {
