@@ -53,6 +53,21 @@ where
             reason: describe(&e),
         })?
         .with_configuration(settings);
+    // The `evtx` crate stops quietly at the end of the file; a file cut
+    // short (a copy interrupted, a disk full) would lose its last chunks
+    // without a word. The header says how many chunks there should be.
+    let declared = u64::from(parser.header().chunk_count);
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let expected = HEADER_BLOCK + declared * CHUNK_SIZE;
+    let truncated = (file_len < expected).then(|| IngestError {
+        source: source.clone(),
+        position: Position::Offset(file_len),
+        reason: format!(
+            "file is truncated: its header declares {declared} chunks ({expected} bytes) but it has {file_len} bytes; \
+             {} chunk(s) missing or cut short, their records are lost",
+            (expected - file_len).div_ceil(CHUNK_SIZE)
+        ),
+    });
     let src = source.clone();
     let windows: Arc<str> = "windows".into();
     for item in parser.serialized_records(move |record| {
@@ -79,8 +94,16 @@ where
             reason: describe(&e),
         }));
     }
+    if let Some(e) = truncated {
+        on_item(Err(e));
+    }
     Ok(())
 }
+
+/// Size of the EVTX file header block.
+const HEADER_BLOCK: u64 = 4096;
+/// Size of one EVTX chunk.
+const CHUNK_SIZE: u64 = 65536;
 
 fn position_of(e: &EvtxError) -> Position {
     match e {

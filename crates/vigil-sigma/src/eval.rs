@@ -278,7 +278,9 @@ pub(crate) fn eval_item(item: &Item, fields: &[u32], view: &View<'_>) -> bool {
         }
     };
     let hit = if v.all {
-        v.by_value().all(|alts| alts.iter().any(one))
+        // A value left without alternatives (an unresolved placeholder)
+        // can never match, so neither can "all of them".
+        v.unresolved.is_empty() && v.by_value().all(|alts| alts.iter().any(one))
     } else {
         v.patterns.iter().any(one)
     };

@@ -165,6 +165,9 @@ pub struct CompiledValues {
     pub all: bool,
     /// `neq`: the item matches when no pattern matches a present field.
     pub negate: bool,
+    /// Placeholders (`expand`) with no configured values. A value that
+    /// names one matches nothing; the rule still loads, with a warning.
+    pub unresolved: Vec<String>,
 }
 
 /// Placeholder values for `expand`, by name without the `%`.
@@ -337,6 +340,7 @@ pub fn compile_values(
 
     // String values through the transformation chain.
     let mut value_of = Vec::new();
+    let mut unresolved = Vec::new();
     for (vi, v) in values.iter().enumerate() {
         let (text, plain) = match v {
             RawValue::Null => {
@@ -351,7 +355,7 @@ pub fn compile_values(
         };
         let mut alts: Vec<SVal> = vec![SVal::Str(glob::parse(text))];
         for m in modifiers {
-            alts = apply(*m, alts, placeholders)?;
+            alts = apply(*m, alts, placeholders, &mut unresolved)?;
             if alts.len() > MAX_ALTERNATIVES {
                 return Err(format!(
                     "value '{text}' expands to more than {MAX_ALTERNATIVES} alternatives"
@@ -374,6 +378,7 @@ pub fn compile_values(
         value_of,
         all,
         negate,
+        unresolved,
     })
 }
 
@@ -385,6 +390,7 @@ impl CompiledValues {
             patterns,
             all,
             negate,
+            unresolved: Vec::new(),
         }
     }
 
@@ -556,7 +562,12 @@ impl SVal {
     }
 }
 
-fn apply(m: Modifier, alts: Vec<SVal>, placeholders: &Placeholders) -> Result<Vec<SVal>, String> {
+fn apply(
+    m: Modifier,
+    alts: Vec<SVal>,
+    placeholders: &Placeholders,
+    unresolved: &mut Vec<String>,
+) -> Result<Vec<SVal>, String> {
     use Modifier::*;
     let mut out = Vec::with_capacity(alts.len());
     for alt in alts {
@@ -625,7 +636,11 @@ fn apply(m: Modifier, alts: Vec<SVal>, placeholders: &Placeholders) -> Result<Ve
                     SVal::Str(t) => t,
                     _ => return Err("'expand' must come before encoding modifiers".into()),
                 };
-                out.extend(expand(&toks, placeholders)?.into_iter().map(SVal::Str));
+                out.extend(
+                    expand(&toks, placeholders, unresolved)
+                        .into_iter()
+                        .map(SVal::Str),
+                );
             }
             Cased | All | Neq => out.push(alt),
             other => {
@@ -691,8 +706,14 @@ fn windash(toks: &[Tok]) -> Vec<Vec<Tok>> {
     out
 }
 
-/// Replaces `%name%` placeholders with each configured value.
-fn expand(toks: &[Tok], placeholders: &Placeholders) -> Result<Vec<Vec<Tok>>, String> {
+/// Replaces `%name%` placeholders with each configured value. A
+/// placeholder without values leaves no alternative (the value matches
+/// nothing) and is recorded in `unresolved`.
+fn expand(
+    toks: &[Tok],
+    placeholders: &Placeholders,
+    unresolved: &mut Vec<String>,
+) -> Vec<Vec<Tok>> {
     let mut out: Vec<Vec<Tok>> = vec![Vec::new()];
     let mut i = 0;
     while i < toks.len() {
@@ -715,9 +736,12 @@ fn expand(toks: &[Tok], placeholders: &Placeholders) -> Result<Vec<Vec<Tok>>, St
                     })
                     .collect();
                 if !name.is_empty() {
-                    let values = placeholders.get(&name).ok_or_else(|| {
-                        format!("placeholder '%{name}%' has no values configured")
-                    })?;
+                    let Some(values) = placeholders.get(&name) else {
+                        if !unresolved.contains(&name) {
+                            unresolved.push(name);
+                        }
+                        return Vec::new();
+                    };
                     let mut next = Vec::with_capacity(out.len() * values.len());
                     for prefix in &out {
                         for v in values {
@@ -737,7 +761,7 @@ fn expand(toks: &[Tok], placeholders: &Placeholders) -> Result<Vec<Vec<Tok>>, St
         }
         i += 1;
     }
-    Ok(out)
+    out
 }
 
 fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {

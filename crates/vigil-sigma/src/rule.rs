@@ -81,6 +81,8 @@ pub(crate) struct Detection {
     /// Field names used, indexed by [`Item::field`].
     pub fields: Vec<String>,
     pub cond: Cond,
+    /// Problems that do not stop the rule from loading.
+    pub warnings: Vec<RuleError>,
 }
 
 impl Detection {
@@ -162,6 +164,17 @@ pub struct Rule {
     /// 1-based line where the rule's document starts.
     pub line: usize,
     pub(crate) detection: Detection,
+}
+
+impl Rule {
+    /// Problems that did not stop the rule from loading (placeholders
+    /// without values), each with its line.
+    pub fn warnings(&self) -> impl Iterator<Item = RuleError> + '_ {
+        self.detection
+            .warnings
+            .iter()
+            .map(|w| w.clone().with_path(self.path.clone()))
+    }
 }
 
 /// A Sigma filter document: a selection that suppresses matches of the
@@ -489,6 +502,7 @@ fn parse_detection(
         selections: Vec::new(),
         fields: Vec::new(),
         cond: Cond::And(Vec::new()),
+        warnings: Vec::new(),
     };
     let mut condition: Option<&Node> = None;
     let mut timeframe = None;
@@ -677,6 +691,13 @@ fn parse_group(
         let raw = raw_values(v, &item_path)?;
         let mut values = modifier::compile_values(&fk.modifiers, &raw, placeholders)
             .map_err(|e| err(v, &item_path, e))?;
+        for name in &values.unresolved {
+            det.warnings.push(err(
+                v,
+                &item_path,
+                format!("placeholder '%{name}%' has no values configured; this value matches nothing until it has (see --placeholders)"),
+            ));
+        }
         for p in &mut values.patterns {
             if let Pattern::FieldRef { field, local, .. } = p {
                 *local = det.field_index(field);

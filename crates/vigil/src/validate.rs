@@ -34,6 +34,12 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     builder.logsources(args.rules.logsource_map()?);
     builder.add_documents(loaded.docs.iter().cloned());
     let set = builder.build();
+    let mut warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
+    for d in &loaded.docs {
+        if let vigil_sigma::Document::Rule(r) = d {
+            warnings.extend(r.warnings().map(|w| w.to_string()));
+        }
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
     let (n, m) = (loaded.docs.len(), errors.len());
@@ -42,7 +48,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             for e in &errors {
                 writeln!(out, "{e}")?;
             }
-            for w in set.warnings() {
+            for w in &warnings {
                 eprintln!("warning: {w}");
             }
             writeln!(out, "loaded {n}, failed {m}")?;
@@ -59,7 +65,6 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            let warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
             let doc = serde_json::json!({
                 "loaded": n,
                 "failed": m,

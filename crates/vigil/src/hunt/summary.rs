@@ -129,11 +129,26 @@ impl Summary {
             self.events,
             self.failed_inputs()
         );
-        for e in self.input_errors.iter().take(20) {
-            let _ = writeln!(s, "  error: {e}");
+        // One line per damaged input (its first error and how many more),
+        // so a folder of broken files stays readable.
+        let mut per_source: BTreeMap<&str, (usize, &IngestError)> = BTreeMap::new();
+        for e in &self.input_errors {
+            per_source.entry(&e.source).or_insert((0, e)).0 += 1;
         }
-        if self.input_errors.len() > 20 {
-            let _ = writeln!(s, "  … and {} more errors", self.input_errors.len() - 20);
+        for (n, e) in per_source.values().take(100) {
+            let more = if *n > 1 {
+                format!(" (+{} more errors in this input)", n - 1)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "  error: {e}{more}");
+        }
+        if per_source.len() > 100 {
+            let _ = writeln!(
+                s,
+                "  … and {} more inputs with errors",
+                per_source.len() - 100
+            );
         }
         let levels: Vec<String> = self
             .by_level

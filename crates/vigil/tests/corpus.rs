@@ -1,0 +1,257 @@
+//! Conformance on the shared corpus (`../shared/corpus`): SigmaHQ's rules
+//! and regression suite, and EVTX-ATTACK-SAMPLES. Each test skips loudly
+//! when the corpus is absent; `.ci/run` sets VIGIL_REQUIRE_CORPUS so that
+//! there they must run.
+
+use crate::util::{corpus, repo, stderr, stdout, vigil};
+use std::path::{Path, PathBuf};
+use vigil_event::Event;
+use vigil_sigma::{rule::parse_file, Placeholders, RuleSetBuilder, Scratch};
+
+fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn sigmahq_rule_folders_load_completely() {
+    let Some(c) = corpus("sigmahq_rule_folders_load_completely") else {
+        return;
+    };
+    let placeholders = repo().join("config/placeholders.example.yml");
+    for (dir, with_placeholders) in [
+        ("rules", false),
+        ("rules-emerging-threats", false),
+        ("rules-threat-hunting", false),
+        ("rules-compliance", false),
+        ("deprecated", true),
+        ("rules-placeholder", true),
+    ] {
+        let path = c.join("sigma").join(dir);
+        let mut args = vec!["rules", "validate", path.to_str().unwrap()];
+        if with_placeholders {
+            args.extend(["--placeholders", placeholders.to_str().unwrap()]);
+        }
+        let out = vigil(&args);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{dir}:\n{text}");
+        assert!(
+            last_line(&text).ends_with(", failed 0"),
+            "{dir}: {}",
+            last_line(&text)
+        );
+    }
+}
+
+#[test]
+fn unsupported_rules_load_or_fail_with_a_reason() {
+    let Some(c) = corpus("unsupported_rules_load_or_fail_with_a_reason") else {
+        return;
+    };
+    let out = vigil(&[
+        "rules",
+        "validate",
+        "--format",
+        "json",
+        c.join("sigma/unsupported").to_str().unwrap(),
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in doc["failures"].as_array().unwrap() {
+        let reason = f["reason"].as_str().unwrap();
+        assert!(
+            f["line"].as_u64().unwrap() > 0 && reason.len() > 10,
+            "vague failure: {f}"
+        );
+        assert!(f["path"].as_str().unwrap().ends_with(".yml"));
+    }
+    assert!(doc["loaded"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sigmahq_regression_suite_passes() {
+    let Some(c) = corpus("sigmahq_regression_suite_passes") else {
+        return;
+    };
+    let out = vigil(&["rules", "test", c.join("sigma").to_str().unwrap()]);
+    let text = stdout(&out);
+    let last = last_line(&text);
+    let nums: Vec<u64> = last
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (passed, failed) = (nums[0], nums[1]);
+    assert!(passed >= 150, "{last}");
+    // At least 99% must pass; every failure left is listed in
+    // docs/sigma-conformance.md.
+    assert!(failed * 100 <= (passed + failed), "{text}");
+}
+
+fn evtx_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_some_and(|x| x == "evtx"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn read_all(files: &[PathBuf]) -> Vec<Event> {
+    let mut events = Vec::new();
+    for f in files {
+        vigil_ingest::evtx::read_evtx(
+            f,
+            Default::default(),
+            |e| e,
+            |r| {
+                if let Ok(e) = r {
+                    events.push(e)
+                }
+            },
+        )
+        .unwrap();
+    }
+    events
+}
+
+/// The prefilter must never change a result: every SigmaHQ rule over every
+/// corpus record, with and without it.
+#[test]
+fn prefilter_never_changes_results_on_the_corpus() {
+    let Some(c) = corpus("prefilter_never_changes_results_on_the_corpus") else {
+        return;
+    };
+    let events = read_all(&evtx_files(&c.join("evtx")));
+    assert!(events.len() > 8000);
+    let mut builder = RuleSetBuilder::new();
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(c.join("sigma/rules"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let (docs, _) = parse_file(
+            None,
+            &std::fs::read_to_string(&f).unwrap(),
+            &Placeholders::new(),
+        );
+        builder.add_documents(docs);
+    }
+    let fast = builder.build();
+    let slow = builder.clone().prefilter(false).build();
+    let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
+    let mut total = 0;
+    for e in &events {
+        let a = fast.matches(e, &mut s1).to_vec();
+        let b = slow.matches(e, &mut s2).to_vec();
+        assert_eq!(a, b, "record {:?} of {:?}", e.meta.record_id, e.meta.source);
+        total += a.len();
+    }
+    assert!(total > 1000, "only {total} matches");
+}
+
+/// A hunt over the corpus finds what the library finds, and keeps going
+/// past truncated and bit-flipped copies of real files.
+#[test]
+fn hunt_survives_damaged_evtx_and_agrees_with_the_engine() {
+    let Some(c) = corpus("hunt_survives_damaged_evtx_and_agrees_with_the_engine") else {
+        return;
+    };
+    let rules = c.join("sigma/rules/windows");
+    let dir = tempfile::tempdir().unwrap();
+    let files = evtx_files(&c.join("evtx"));
+    // Three larger samples, intact, truncated and bit-flipped.
+    let mut picked: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| std::fs::metadata(f).unwrap().len() > 200_000)
+        .take(3)
+        .collect();
+    picked.sort();
+    let mut intact_records = 0;
+    for (i, f) in picked.iter().enumerate() {
+        let bytes = std::fs::read(f).unwrap();
+        std::fs::write(dir.path().join(format!("{i}_intact.evtx")), &bytes).unwrap();
+        intact_records += read_all(&[(*f).clone()]).len();
+        // Cut in the middle of the second chunk.
+        std::fs::write(
+            dir.path().join(format!("{i}_truncated.evtx")),
+            &bytes[..4096 + 65536 + 30000],
+        )
+        .unwrap();
+        let mut flipped = bytes.clone();
+        let mut pos = 4096 + 600;
+        while pos < flipped.len() {
+            flipped[pos] ^= 0x5A;
+            pos += 7919;
+        }
+        std::fs::write(dir.path().join(format!("{i}_flipped.evtx")), &flipped).unwrap();
+    }
+    std::fs::write(dir.path().join("zero.evtx"), b"").unwrap();
+    let out = vigil(&[
+        "hunt",
+        dir.path().to_str().unwrap(),
+        "-r",
+        rules.to_str().unwrap(),
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    let summary = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "damaged inputs make exit status 1:\n{summary}"
+    );
+    assert!(summary.contains("zero.evtx"), "{summary}");
+    assert!(
+        summary.contains("_truncated.evtx"),
+        "truncation is reported:\n{summary}"
+    );
+    let recs: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every detection of the intact copies is there.
+    let intact: usize = recs
+        .iter()
+        .filter(|r| r["source"].as_str().unwrap().ends_with("_intact.evtx"))
+        .count();
+    let alone = vigil(&[
+        "hunt",
+        &picked[0].to_string_lossy(),
+        &picked[1].to_string_lossy(),
+        &picked[2].to_string_lossy(),
+        "-r",
+        rules.to_str().unwrap(),
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    assert_eq!(intact, stdout(&alone).lines().count());
+    assert!(intact_records > 0);
+}
+
+/// Hunting a regression sample with its rule finds what the test expects.
+#[test]
+fn hunt_on_a_regression_sample_finds_the_expected_match() {
+    let Some(c) = corpus("hunt_on_a_regression_sample_finds_the_expected_match") else {
+        return;
+    };
+    let info = c.join("sigma/regression_data/rules/windows/registry/registry_set/registry_set_disable_administrative_share");
+    let sample: Vec<PathBuf> = evtx_files(&info);
+    assert_eq!(sample.len(), 1);
+    let out = vigil(&[
+        "hunt",
+        sample[0].to_str().unwrap(),
+        "-r",
+        c.join("sigma/rules/windows/registry").to_str().unwrap(),
+        "-f",
+        "jsonl",
+        "-q",
+        "--include-id",
+        "c7dcacd0-cc59-4004-b0a4-1d6cdebe6f3e",
+    ]);
+    assert!(stdout(&out).lines().count() >= 1, "{}", stderr(&out));
+}

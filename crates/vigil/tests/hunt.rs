@@ -1,0 +1,235 @@
+//! `vigil hunt` on JSON fixtures written here.
+
+use crate::util::{repo, stderr, stdout, vigil};
+
+fn examples() -> (String, String) {
+    let r = repo();
+    (
+        r.join("examples/logs").to_string_lossy().into_owned(),
+        r.join("examples/rules").to_string_lossy().into_owned(),
+    )
+}
+
+#[test]
+fn jsonl_output_has_required_fields_and_detections() {
+    let (logs, rules) = examples();
+    let out = vigil(&["hunt", &logs, "-r", &rules, "-f", "jsonl", "--sort"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let titles: Vec<&str> = recs
+        .iter()
+        .map(|r| r["rule_title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        vec![
+            "Whoami Execution",
+            "Encoded PowerShell Command Line",
+            "Logon Failure For Administrator"
+        ]
+    );
+    for r in &recs {
+        for key in [
+            "timestamp",
+            "rule_id",
+            "rule_title",
+            "level",
+            "tags",
+            "computer",
+            "channel",
+            "event_id",
+            "record_id",
+            "source",
+            "fields",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+    }
+    assert_eq!(recs[0]["timestamp"], "2026-11-20T08:15:02.123456Z");
+    assert_eq!(recs[2]["computer"], "dc01.example.org");
+    assert_eq!(recs[2]["event_id"], 4625);
+    assert_eq!(recs[2]["fields"]["TargetUserName"], "admin_jo");
+    let summary = stderr(&out);
+    assert!(
+        summary.contains("detections: 3 (high 1, medium 1, low 1)"),
+        "{summary}"
+    );
+    assert!(summary.contains("inputs: 1 files"), "{summary}");
+}
+
+#[test]
+fn csv_and_json_parse() {
+    let (logs, rules) = examples();
+    let out = vigil(&[
+        "hunt",
+        &logs,
+        "-r",
+        &rules,
+        "-f",
+        "csv",
+        "--fields",
+        "CommandLine,User",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "timestamp,level,rule_title,rule_id,computer,channel,event_id,record_id,source,tags,CommandLine,User"
+    );
+    assert_eq!(lines.count(), 3);
+    assert!(text.contains("whoami /all,EXAMPLE\\alice"), "{text}");
+
+    let out = vigil(&["hunt", &logs, "-r", &rules, "-f", "json", "-q"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn broken_inputs_are_reported_and_the_rest_is_read() {
+    let (_, rules) = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(repo().join("examples/logs/sample.jsonl")).unwrap();
+    std::fs::write(dir.path().join("good.jsonl"), &good).unwrap();
+    std::fs::write(dir.path().join("broken.jsonl"), format!("{{broken\n{good}")).unwrap();
+    std::fs::write(dir.path().join("fake.evtx"), b"this is not an evtx file").unwrap();
+    let out = vigil(&[
+        "hunt",
+        dir.path().to_str().unwrap(),
+        "-r",
+        &rules,
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    let summary = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    assert_eq!(
+        stdout(&out).lines().count(),
+        6,
+        "both good copies are hunted"
+    );
+    assert!(
+        summary.contains("broken.jsonl:1: invalid JSON"),
+        "{summary}"
+    );
+    assert!(summary.contains("fake.evtx"), "{summary}");
+    assert!(summary.contains("2 inputs with errors"), "{summary}");
+}
+
+#[test]
+fn empty_directory_and_broken_rule() {
+    let (logs, rules) = examples();
+    let empty = tempfile::tempdir().unwrap();
+    let out = vigil(&["hunt", empty.path().to_str().unwrap(), "-r", &rules, "-q"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("inputs: 0 files"));
+
+    let rdir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(&rules).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, rdir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        rdir.path().join("broken.yml"),
+        "title: x\nlogsource: {}\ndetection:\n  sel: {a|nope: 1}\n  condition: sel\n",
+    )
+    .unwrap();
+    let out = vigil(&[
+        "hunt",
+        &logs,
+        "-r",
+        rdir.path().to_str().unwrap(),
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out).lines().count(), 3);
+    let summary = stderr(&out);
+    assert!(
+        summary.contains("rules: 3 loaded, 1 failed to load"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("broken.yml:4: detection.sel.a|nope: unknown modifier 'nope'"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn rule_selection_by_level_and_tag() {
+    let (logs, rules) = examples();
+    let out = vigil(&[
+        "hunt",
+        &logs,
+        "-r",
+        &rules,
+        "-f",
+        "jsonl",
+        "-q",
+        "--min-level",
+        "medium",
+    ]);
+    assert_eq!(stdout(&out).lines().count(), 2);
+    let out = vigil(&[
+        "hunt",
+        &logs,
+        "-r",
+        &rules,
+        "-f",
+        "jsonl",
+        "-q",
+        "--exclude-tag",
+        "attack.t1059*",
+    ]);
+    assert_eq!(stdout(&out).lines().count(), 2);
+    let out = vigil(&[
+        "hunt",
+        &logs,
+        "-r",
+        &rules,
+        "-f",
+        "jsonl",
+        "-q",
+        "--include-tag",
+        "attack.discovery",
+    ]);
+    assert_eq!(stdout(&out).lines().count(), 1);
+}
+
+#[test]
+fn gzip_and_stdin_inputs() {
+    use std::io::Write;
+    let (_, rules) = examples();
+    let good = std::fs::read(repo().join("examples/logs/sample.jsonl")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&good).unwrap();
+    std::fs::write(dir.path().join("x.jsonl.gz"), enc.finish().unwrap()).unwrap();
+    let out = vigil(&[
+        "hunt",
+        dir.path().to_str().unwrap(),
+        "-r",
+        &rules,
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    assert_eq!(stdout(&out).lines().count(), 3);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["hunt", "-", "-r", &rules, "-f", "jsonl", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&good).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out).lines().count(), 3);
+}

@@ -1,0 +1,49 @@
+//! Test helpers: run the `vigil` binary, find the shared corpus.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs `vigil` with `args`.
+pub fn vigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .output()
+        .expect("vigil runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shared corpus (`../shared/corpus` beside the repository, or
+/// `$VIGIL_CORPUS`). When it is absent the test says so loudly and is
+/// skipped, unless `VIGIL_REQUIRE_CORPUS` is set (as `.ci/run` does),
+/// which makes its absence a failure.
+pub fn corpus(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("VIGIL_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/corpus"));
+    if dir.join("sigma").is_dir() && dir.join("evtx").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("VIGIL_REQUIRE_CORPUS").is_some() {
+        panic!(
+            "{test}: the shared corpus is required (VIGIL_REQUIRE_CORPUS) but {} is missing",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPING {test}: shared corpus not found at {} (set VIGIL_CORPUS) ***\n",
+        dir.display()
+    );
+    None
+}
