@@ -19,6 +19,7 @@ use crate::pattern::Pattern;
 use crate::rule::{Detection, Item};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// A literal that must occur in a field (`u32::MAX`: in any field).
 pub(crate) type Atom = (u32, String);
@@ -34,7 +35,7 @@ type FieldLiterals = (Vec<String>, FxHashMap<String, usize>, Vec<Vec<u32>>);
 #[derive(Debug)]
 struct FieldScan {
     field: u32,
-    ac: AhoCorasick,
+    ac: Arc<AhoCorasick>,
     /// Global number of this automaton's first pattern, for the
     /// per-event "seen" stamps.
     base: u32,
@@ -51,6 +52,9 @@ struct FieldScan {
     packed: Option<aho_corasick::packed::Searcher>,
 }
 
+/// Largest literal set compiled to a DFA.
+const DFA_MAX_LITERALS: usize = 2000;
+
 /// Up to this many variants, a scan queues all of them on any hit.
 const FEW_VARIANTS: usize = 4;
 
@@ -62,10 +66,19 @@ pub(crate) struct Bucket {
     scans: Vec<FieldScan>,
 }
 
-impl Bucket {
-    /// Builds a bucket from variant ids and their triggers. `next_pattern`
-    /// numbers patterns globally.
-    pub fn build(ids: &[u32], triggers: &[Option<Vec<Atom>>], next_pattern: &mut u32) -> Bucket {
+/// A bucket's literals grouped by field, before any automaton is built:
+/// routing plans every bucket first, so that the automata of all of them
+/// can be built at once, in parallel, each distinct literal set once.
+#[derive(Debug, Default)]
+pub(crate) struct BucketPlan {
+    always: Vec<u32>,
+    /// (field, literals, per literal the variants it triggers)
+    fields: Vec<(u32, Vec<String>, Vec<Vec<u32>>)>,
+}
+
+impl BucketPlan {
+    /// Groups the triggers of the variants `ids` by field.
+    pub fn new(ids: &[u32], triggers: &[Option<Vec<Atom>>]) -> BucketPlan {
         let mut always = Vec::new();
         let mut per_field: FxHashMap<u32, FieldLiterals> = FxHashMap::default();
         for &v in ids {
@@ -86,19 +99,27 @@ impl Bucket {
                 }
             }
         }
-        let mut scans = Vec::with_capacity(per_field.len());
-        let mut fields: Vec<_> = per_field.into_iter().collect();
-        fields.sort_by_key(|(f, _)| *f);
-        for (field, (needles, _, variants)) in fields {
-            // A full DFA is the fastest automaton to run, and buckets are
-            // small enough (a few thousand literals at most) for its
-            // memory to stay modest.
-            let built = AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&needles);
-            match built {
-                Ok(ac) => {
+        let mut fields: Vec<_> = per_field
+            .into_iter()
+            .map(|(f, (needles, _, variants))| (f, needles, variants))
+            .collect();
+        fields.sort_by_key(|(f, _, _)| *f);
+        BucketPlan { always, fields }
+    }
+
+    /// The literal sets this bucket needs automata for.
+    pub fn literal_sets(&self) -> impl Iterator<Item = &Vec<String>> + '_ {
+        self.fields.iter().map(|(_, needles, _)| needles)
+    }
+
+    /// Builds the bucket from automata built by [`build_automata`].
+    /// `next_pattern` numbers patterns globally.
+    pub fn finish(self, automata: &Automata, next_pattern: &mut u32) -> Bucket {
+        let BucketPlan { mut always, fields } = self;
+        let mut scans = Vec::with_capacity(fields.len());
+        for (field, needles, variants) in fields {
+            match automata.get(&needles).cloned().flatten() {
+                Some(ac) => {
                     let mut distinct: Vec<u32> = variants.iter().flatten().copied().collect();
                     distinct.sort_unstable();
                     distinct.dedup();
@@ -122,7 +143,7 @@ impl Bucket {
                 }
                 // An automaton too large to build: its variants lose the
                 // prefilter and are always evaluated.
-                Err(_) => {
+                None => {
                     for vs in variants {
                         always.extend(vs);
                     }
@@ -133,7 +154,64 @@ impl Bucket {
         always.dedup();
         Bucket { always, scans }
     }
+}
 
+/// Built automata by literal set (`None`: it could not be built).
+pub(crate) type Automata = FxHashMap<Vec<String>, Option<Arc<AhoCorasick>>>;
+
+/// Builds one automaton per distinct literal set, on as many threads as
+/// there are cores: with every SigmaHQ rule this is most of the compile
+/// time.
+pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a Vec<String>>) -> Automata {
+    let mut unique: Vec<&Vec<String>> = sets.collect();
+    unique.sort_unstable();
+    unique.dedup();
+    // Biggest first, so that no thread is left with a large one at the end.
+    unique.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(unique.len().max(1));
+    let build = |needles: &Vec<String>| {
+        // A full DFA is the fastest automaton to run; past a few thousand
+        // literals its memory (tens of MiB) is not worth it and the
+        // contiguous NFA serves.
+        let kind = if needles.len() <= DFA_MAX_LITERALS {
+            AhoCorasickKind::DFA
+        } else {
+            AhoCorasickKind::ContiguousNFA
+        };
+        AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(kind))
+            .build(needles)
+            .ok()
+            .map(Arc::new)
+    };
+    let results: Vec<Vec<(Vec<String>, Option<Arc<AhoCorasick>>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(set) = unique.get(i) else { break };
+                        out.push(((*set).clone(), build(set)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    results.into_iter().flatten().collect()
+}
+
+impl Bucket {
     /// Appends to `s.candidates` every variant of this bucket that could
     /// match the prepared event (each once per event).
     pub fn candidates(&self, s: &mut Scratch) {

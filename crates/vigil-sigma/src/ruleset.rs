@@ -16,7 +16,7 @@
 //! The prefilter never changes a result: a rule is skipped only when it
 //! provably cannot match (tested against full evaluation).
 
-use crate::bucket::{cond_trigger, Atom, Bucket};
+use crate::bucket::{build_automata, cond_trigger, Atom, Bucket, BucketPlan};
 pub use crate::eval::Scratch;
 use crate::eval::{eval_detection, eval_item, eval_selection, SlotState, View};
 use crate::logsource::LogSourceMap;
@@ -109,11 +109,17 @@ impl RuleSetBuilder {
         self.rules.is_empty()
     }
 
-    /// Compiles the rule set. Filters naming no loaded rule are reported in
-    /// [`RuleSet::warnings`].
+    /// Compiles the rule set, keeping the builder. Filters naming no
+    /// loaded rule are reported in [`RuleSet::warnings`].
     pub fn build(&self) -> RuleSet {
-        let map = self.map.clone().unwrap_or_default();
-        let mut rules = self.rules.clone();
+        self.clone().finish()
+    }
+
+    /// Compiles the rule set, consuming the builder (no copy of the
+    /// rules).
+    pub fn finish(self) -> RuleSet {
+        let map = self.map.unwrap_or_default();
+        let mut rules = self.rules;
         let mut warnings = Vec::new();
         for filter in &self.filters {
             let mut applied = 0;
@@ -308,9 +314,12 @@ struct Routes {
 
 #[derive(Debug, Default)]
 struct ChannelRoute {
+    /// Variants for one event ID.
     by_event_id: FxHashMap<i64, Bucket>,
-    /// For event IDs no variant names.
-    other: Bucket,
+    /// Variants for any event ID of the channel (their rules check the ID
+    /// themselves, if at all). Kept apart rather than copied into every
+    /// event-ID bucket, so each literal is compiled once.
+    any: Bucket,
 }
 
 /// A channel's variants while routes are built: by event ID, and those for
@@ -357,37 +366,59 @@ impl Routes {
                 }
             }
         }
-        let mut next = 0u32;
-        let mut channels = FxHashMap::default();
+        // Plan every bucket, build all automata at once, then assemble in
+        // a fixed order (pattern numbers must not depend on threads).
+        let mut channel_plans = Vec::new();
         for (ch, (by_id, any)) in by_channel {
-            let mut route = ChannelRoute::default();
+            let mut ids_plans = Vec::new();
             for (id, mut ids) in by_id {
-                ids.extend(&any);
                 ids.sort_unstable();
                 ids.dedup();
-                route
-                    .by_event_id
-                    .insert(id, Bucket::build(&ids, triggers, &mut next));
+                ids_plans.push((id, BucketPlan::new(&ids, triggers)));
             }
-            route.other = Bucket::build(&any, triggers, &mut next);
-            channels.insert(ch, route);
+            ids_plans.sort_by_key(|(id, _)| *id);
+            channel_plans.push((ch, ids_plans, BucketPlan::new(&any, triggers)));
         }
+        channel_plans.sort_by(|a, b| a.0.cmp(&b.0));
         let mut products: Vec<&str> = generic
             .iter()
             .filter_map(|&v| variants[v as usize].product.as_deref())
             .collect();
         products.sort_unstable();
         products.dedup();
-        let mut generic_buckets = FxHashMap::default();
+        let mut generic_plans = Vec::new();
         for p in products {
             let ids: Vec<u32> = generic
                 .iter()
                 .copied()
                 .filter(|&v| variants[v as usize].product.as_deref() == Some(p))
                 .collect();
-            generic_buckets.insert(p.to_string(), Bucket::build(&ids, triggers, &mut next));
+            generic_plans.push((p.to_string(), BucketPlan::new(&ids, triggers)));
         }
-        generic_buckets.insert(String::new(), Bucket::build(&generic, triggers, &mut next));
+        generic_plans.push((String::new(), BucketPlan::new(&generic, triggers)));
+        let automata = build_automata(
+            channel_plans
+                .iter()
+                .flat_map(|(_, ids, any)| ids.iter().map(|(_, p)| p).chain(std::iter::once(any)))
+                .chain(generic_plans.iter().map(|(_, p)| p))
+                .flat_map(|p| p.literal_sets()),
+        );
+        let mut next = 0u32;
+        let mut channels = FxHashMap::default();
+        for (ch, ids_plans, any) in channel_plans {
+            let mut route = ChannelRoute::default();
+            for (id, plan) in ids_plans {
+                route
+                    .by_event_id
+                    .insert(id, plan.finish(&automata, &mut next));
+            }
+            route.any = any.finish(&automata, &mut next);
+            channels.insert(ch, route);
+        }
+        let mut generic_buckets = FxHashMap::default();
+        for (p, plan) in generic_plans {
+            generic_buckets.insert(p, plan.finish(&automata, &mut next));
+        }
         Routes {
             channels,
             generic: generic_buckets,
@@ -459,10 +490,10 @@ impl RuleSet {
             (route, id)
         };
         if let Some(route) = route {
-            let bucket = event_id
-                .and_then(|id| route.by_event_id.get(&id))
-                .unwrap_or(&route.other);
-            bucket.candidates(scratch);
+            if let Some(bucket) = event_id.and_then(|id| route.by_event_id.get(&id)) {
+                bucket.candidates(scratch);
+            }
+            route.any.candidates(scratch);
         }
         let product = event.meta.product.as_deref();
         if let Some(generic) = inner.routes.generic.get(product.unwrap_or("")) {

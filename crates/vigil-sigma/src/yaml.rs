@@ -140,6 +140,26 @@ struct TreeBuilder {
     stack: Vec<Open>,
     anchors: HashMap<usize, Node>,
     error: Option<YamlError>,
+    /// Nodes copied in by aliases so far.
+    alias_nodes: usize,
+}
+
+/// Aliases are resolved by copying; past this many copied nodes the input
+/// is refused ("billion laughs": a few lines of nested aliases that expand
+/// to gigabytes).
+const MAX_ALIAS_NODES: usize = 100_000;
+
+fn node_count(n: &Node) -> usize {
+    match &n.kind {
+        NodeKind::Scalar { .. } => 1,
+        NodeKind::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        NodeKind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| node_count(k) + node_count(v))
+                .sum::<usize>()
+        }
+    }
 }
 
 impl TreeBuilder {
@@ -221,6 +241,16 @@ impl MarkedEventReceiver for TreeBuilder {
                     },
                     line,
                 });
+                self.alias_nodes = self.alias_nodes.saturating_add(node_count(&node));
+                if self.alias_nodes > MAX_ALIAS_NODES {
+                    if self.error.is_none() {
+                        self.error = Some(YamlError {
+                            line,
+                            message: format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                        });
+                    }
+                    return;
+                }
                 self.finish(node, 0);
             }
             Event::Nothing
@@ -271,6 +301,16 @@ mod tests {
         let err = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.line, 3);
         assert!(err.message.contains("duplicate key 'a'"));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1));
+        }
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
     }
 
     #[test]

@@ -17,6 +17,30 @@ pub enum BenchCommand {
     /// Rule evaluation throughput, single thread: events parsed once up
     /// front, then matched against 1, 100, 1000 and all rules.
     Rules(RulesBench),
+    /// Hunting speed and memory on EVTX files: a parse-only pass through
+    /// the same reader, the full hunt, and `evtx_dump -o jsonl` (the
+    /// `evtx` crate's own tool, when on PATH) as an outside reference.
+    Hunt(HuntBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HuntBench {
+    /// Sigma rule files or directories for the full hunt.
+    #[arg(long = "rules", required = true)]
+    rules: Vec<PathBuf>,
+    /// EVTX files or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Runs of each command; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Hunt N copies of the inputs (symbolic links), to check that memory
+    /// stays bounded as the corpus grows.
+    #[arg(long, default_value_t = 1)]
+    copies: usize,
+    /// Worker threads for vigil (default: one per core).
+    #[arg(short = 'j', long)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -43,6 +67,7 @@ pub struct RulesBench {
 pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     match c {
         BenchCommand::Rules(b) => rules(b),
+        BenchCommand::Hunt(b) => hunt(b),
     }
 }
 
@@ -128,4 +153,177 @@ fn rules(b: RulesBench) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wall time and peak resident memory of one child process.
+struct Run {
+    secs: f64,
+    peak_rss_kib: i64,
+}
+
+/// Runs a command to completion with its output discarded, measuring wall
+/// time and the child's own peak RSS (from `wait4`).
+fn measure(cmd: &mut std::process::Command) -> anyhow::Result<Run> {
+    use std::process::Stdio;
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our
+    // child, which nothing else waits for.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        r == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) <= 1,
+        "{cmd:?} failed with status {status}"
+    );
+    Ok(Run {
+        secs,
+        peak_rss_kib: usage.ru_maxrss,
+    })
+}
+
+fn median_run(
+    repeat: usize,
+    mut make: impl FnMut() -> std::process::Command,
+) -> anyhow::Result<Run> {
+    let mut runs = Vec::new();
+    for _ in 0..repeat.max(1) {
+        runs.push(measure(&mut make())?);
+    }
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let peak = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+    let mid = &runs[runs.len() / 2];
+    Ok(Run {
+        secs: mid.secs,
+        peak_rss_kib: peak,
+    })
+}
+
+fn hunt(b: HuntBench) -> anyhow::Result<ExitCode> {
+    let files = evtx_files(&b.inputs);
+    anyhow::ensure!(!files.is_empty(), "no .evtx files under {:?}", b.inputs);
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let mut events = 0usize;
+    for f in &files {
+        vigil_ingest::evtx::read_evtx(
+            f,
+            Default::default(),
+            |_| (),
+            |r| {
+                if r.is_ok() {
+                    events += 1
+                }
+            },
+        )?;
+    }
+    let tmp = tempfile::tempdir()?;
+    let input_dir: PathBuf = if b.copies > 1 {
+        for c in 0..b.copies {
+            let d = tmp.path().join(format!("copy{c}"));
+            std::fs::create_dir(&d)?;
+            for (i, f) in files.iter().enumerate() {
+                std::os::unix::fs::symlink(std::fs::canonicalize(f)?, d.join(format!("{i}.evtx")))?;
+            }
+        }
+        tmp.path().to_path_buf()
+    } else {
+        b.inputs[0].clone()
+    };
+    let total_bytes = bytes * b.copies as u64;
+    let total_events = events * b.copies;
+    let exe = std::env::current_exe()?;
+    let vigil = |extra: &[&str]| {
+        let mut c = std::process::Command::new(&exe);
+        c.arg("hunt")
+            .arg(&input_dir)
+            .args(["-f", "jsonl", "-o", "/dev/null", "-q"]);
+        if let Some(t) = b.threads {
+            c.args(["-j", &t.to_string()]);
+        }
+        c.args(extra);
+        c
+    };
+    let mut rule_args: Vec<String> = Vec::new();
+    for r in &b.rules {
+        rule_args.push("--rules".into());
+        rule_args.push(r.to_string_lossy().into_owned());
+    }
+    let rule_refs: Vec<&str> = rule_args.iter().map(String::as_str).collect();
+    println!(
+        "machine: {} cores; inputs: {} files x {} copies, {:.1} MiB, {} events; rules: {:?}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        files.len(),
+        b.copies,
+        total_bytes as f64 / 1048576.0,
+        total_events,
+        b.rules
+    );
+    let parse = median_run(b.repeat, || vigil(&["--parse-only"]))?;
+    let full = median_run(b.repeat, || vigil(&rule_refs))?;
+    let dump = match which("evtx_dump") {
+        Some(tool) => {
+            // evtx_dump reads one file per run; the loop runs in a shell so
+            // that one measurement covers all files.
+            let list: Vec<String> = (0..b.copies)
+                .flat_map(|_| files.iter())
+                .map(|f| format!("'{}'", f.display().to_string().replace('\'', "'\\''")))
+                .collect();
+            let script = format!(
+                "for f in {}; do '{}' -o jsonl \"$f\" > /dev/null || exit 1; done",
+                list.join(" "),
+                tool.display()
+            );
+            Some(median_run(b.repeat, || {
+                let mut c = std::process::Command::new("sh");
+                c.args(["-c", &script]);
+                c
+            })?)
+        }
+        None => None,
+    };
+    let row = |name: &str, r: &Run| {
+        println!(
+            "{:<28} {:>9.3} {:>9.1} {:>11.0} {:>10.1}",
+            name,
+            r.secs,
+            total_bytes as f64 / 1048576.0 / r.secs,
+            total_events as f64 / r.secs,
+            r.peak_rss_kib as f64 / 1024.0
+        );
+    };
+    println!(
+        "{:<28} {:>9} {:>9} {:>11} {:>10}",
+        "run (median)", "wall s", "MiB/s", "events/s", "peak MiB"
+    );
+    row("vigil parse-only", &parse);
+    row("vigil hunt (all rules)", &full);
+    match &dump {
+        Some(d) => row("evtx_dump -o jsonl", d),
+        None => println!("evtx_dump: not on PATH (cargo install evtx) — no outside reference"),
+    }
+    println!("ratio hunt / parse-only: {:.2}", full.secs / parse.secs);
+    if let Some(d) = &dump {
+        println!("ratio hunt / evtx_dump: {:.2}", full.secs / d.secs);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
 }

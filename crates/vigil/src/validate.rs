@@ -33,7 +33,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut builder = vigil_sigma::RuleSetBuilder::new();
     builder.logsources(args.rules.logsource_map()?);
     builder.add_documents(loaded.docs.iter().cloned());
-    let set = builder.build();
+    let set = builder.finish();
     let mut warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
     for d in &loaded.docs {
         if let vigil_sigma::Document::Rule(r) = d {

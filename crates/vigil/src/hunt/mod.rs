@@ -63,6 +63,10 @@ pub struct HuntArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Read and decode every input but evaluate no rule (the parse-only
+    /// pass of `vigil bench hunt`).
+    #[arg(long, hide = true)]
+    parse_only: bool,
     /// Data directory holding installed rules.
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "vigil-data")]
     data_dir: PathBuf,
@@ -92,7 +96,7 @@ fn detect(set: &RuleSet, event: Event) -> Option<(Event, Vec<usize>)> {
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let placeholders = args.options.placeholders()?;
-    let rule_paths = if args.rules.is_empty() {
+    let rule_paths = if args.rules.is_empty() && !args.parse_only {
         let dir = args.data_dir.join("rules");
         anyhow::ensure!(
             dir.is_dir(),
@@ -103,12 +107,27 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.rules.clone()
     };
-    let loaded = load_rules(&rule_paths, &placeholders);
+    let loaded = if args.parse_only {
+        crate::load::Loaded {
+            docs: Vec::new(),
+            errors: Vec::new(),
+            files: 0,
+        }
+    } else {
+        load_rules(&rule_paths, &placeholders)
+    };
+    let t_loaded = started.elapsed();
     let (docs, skipped) = args.select.apply(loaded.docs)?;
     let mut builder = RuleSetBuilder::new();
     builder.logsources(args.options.logsource_map()?);
     builder.add_documents(docs);
-    let set = builder.build();
+    let set = builder.finish();
+    if std::env::var_os("VIGIL_TIMING").is_some() {
+        eprintln!(
+            "timing: rules loaded {t_loaded:?}, compiled {:?}",
+            started.elapsed()
+        );
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| {
@@ -133,6 +152,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     )?;
     let shared = Arc::new(Shared {
         set: set.clone(),
+        parse_only: args.parse_only,
         sink: Mutex::new(sink),
         summary: Mutex::new(summary),
         events: AtomicU64::new(0),
@@ -182,6 +202,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
 
 struct Shared {
     set: RuleSet,
+    parse_only: bool,
     sink: Mutex<Sink>,
     summary: Mutex<Summary>,
     events: AtomicU64,
@@ -224,6 +245,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
     match input.kind {
         InputKind::Evtx => {
             let set = shared.set.clone();
+            let parse_only = shared.parse_only;
             let counter = Arc::new(AtomicU64::new(0));
             let c2 = counter.clone();
             let opts = vigil_ingest::evtx::EvtxOptions {
@@ -236,6 +258,9 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                 opts,
                 move |event| {
                     c2.fetch_add(1, Ordering::Relaxed);
+                    if parse_only {
+                        return None;
+                    }
                     detect(&set, event)
                 },
                 |item| match item {
@@ -281,6 +306,9 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
             let result = vigil_ingest::json::read_json(&source, reader, |item| match item {
                 Ok(event) => {
                     n += 1;
+                    if shared.parse_only {
+                        return;
+                    }
                     if let Some((event, rules)) = detect(&shared.set, event) {
                         if let Err(e) = shared.emit(event, rules) {
                             failure.get_or_insert(e);
