@@ -189,15 +189,15 @@ pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a Vec<String>>) ->
             .ok()
             .map(Arc::new)
     };
-    let results: Vec<Vec<(Vec<String>, Option<Arc<AhoCorasick>>)>> = std::thread::scope(|scope| {
+    let results: Vec<Automata> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut out = Vec::new();
+                    let mut out = Automata::default();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(set) = unique.get(i) else { break };
-                        out.push(((*set).clone(), build(set)));
+                        out.insert((*set).clone(), build(set));
                     }
                     out
                 })
