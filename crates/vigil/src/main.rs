@@ -5,6 +5,7 @@ mod bench;
 mod hunt;
 mod load;
 mod regress;
+mod update;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum RulesCommand {
     Validate(validate::ValidateArgs),
     /// Run SigmaHQ-format regression tests (regression_data/**/info.yml).
     Test(regress::TestArgs),
+    /// Install or refresh rules in the data directory, from a git URL or a
+    /// local directory.
+    Update(update::UpdateArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Rules { command } => match command {
             RulesCommand::Validate(args) => validate::run(args),
             RulesCommand::Test(args) => regress::run(args),
+            RulesCommand::Update(args) => update::run(args),
         },
         Command::Hunt(args) => hunt::run(*args),
         Command::Bench { command } => bench::run(command),

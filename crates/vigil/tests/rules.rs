@@ -107,3 +107,60 @@ fn regression_tests_pass_and_fail_with_counts() {
         "{text}"
     );
 }
+
+#[test]
+fn update_from_a_directory_then_hunt_with_installed_rules() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("rules/windows")).unwrap();
+    std::fs::create_dir_all(src.path().join("tests")).unwrap();
+    std::fs::write(src.path().join("rules/windows/good.yml"), GOOD).unwrap();
+    std::fs::write(src.path().join("tests/not_a_rule.yml"), "x: 1").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = vigil(&[
+        "rules",
+        "update",
+        "--from",
+        src.path().to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::util::stderr(&out));
+    assert!(
+        stdout(&out).contains("installed 1 rule files"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(data.path().join("rules/rules/windows/good.yml").is_file());
+    // A second update replaces the first.
+    std::fs::write(
+        src.path().join("rules/windows/second.yml"),
+        GOOD.replace("000000000001", "000000000009"),
+    )
+    .unwrap();
+    let out = vigil(&[
+        "rules",
+        "update",
+        "--from",
+        src.path().to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("installed 2 rule files"));
+    // hunt without --rules uses them.
+    let logs = crate::util::repo().join("examples/logs");
+    let out = vigil(&[
+        "hunt",
+        logs.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    assert_eq!(
+        stdout(&out).lines().count(),
+        2,
+        "{}",
+        crate::util::stderr(&out)
+    );
+}
