@@ -148,7 +148,7 @@ impl Scratch {
         let a = self.lower.len() as u32;
         let text = match v {
             Value::Str(s) => {
-                push_lower(&mut self.lower, s);
+                crate::glob::lower_into(s, &mut self.lower);
                 (u32::MAX, 0)
             }
             Value::Null | Value::List(_) => (0, 0),
@@ -168,18 +168,6 @@ impl Scratch {
             text,
             lower: (a, self.lower.len() as u32),
         });
-    }
-}
-
-fn push_lower(out: &mut String, s: &str) {
-    if s.is_ascii() {
-        let start = out.len();
-        out.push_str(s);
-        out[start..].make_ascii_lowercase();
-    } else {
-        for c in s.chars() {
-            out.extend(c.to_lowercase());
-        }
     }
 }
 

@@ -326,22 +326,24 @@ fn glob_match(segments: &[Segment], open_start: bool, open_end: bool, text: &str
     true
 }
 
-/// Lowercases text the way rule values are lowercased, with an ASCII fast
-/// path.
+/// Lowercases text character by character, with an ASCII fast path.
+///
+/// Rule values and event text must be lowercased the same way, and
+/// without context: `str::to_lowercase` turns a word-final `Σ` into `ς`,
+/// so a value lowercased as a whole would not match the same word in an
+/// event lowercased piece by piece.
 pub fn lower(s: &str) -> String {
-    if s.is_ascii() {
-        s.to_ascii_lowercase()
-    } else {
-        s.to_lowercase()
-    }
+    let mut out = String::with_capacity(s.len());
+    lower_into(s, &mut out);
+    out
 }
 
-/// Lowercases `s` into `out` (cleared first).
+/// Lowercases `s` onto the end of `out`, as [`lower`] does.
 pub fn lower_into(s: &str, out: &mut String) {
-    out.clear();
     if s.is_ascii() {
+        let start = out.len();
         out.push_str(s);
-        out.make_ascii_lowercase();
+        out[start..].make_ascii_lowercase();
     } else {
         for c in s.chars() {
             out.extend(c.to_lowercase());
@@ -406,6 +408,13 @@ mod tests {
         assert!(m(r"a\*b", "a*b"));
         assert!(!m(r"a\*b", "axxb"));
         assert!(m(r"*\\*", r"x\y"));
+    }
+
+    #[test]
+    fn lowercasing_is_context_free() {
+        assert_eq!(lower("ΟΔΟΣ"), "οδοσ");
+        let m = StrMatcher::new(&parse("ΟΔΟΣ"), true);
+        assert!(m.is_match(&lower("οδοΣ")));
     }
 
     #[test]

@@ -223,10 +223,10 @@ pub fn compile_values(
         let [RawValue::Text { text, .. }] = values else {
             return Err("'exists' takes a single value, true or false".into());
         };
-        return match text.as_str() {
-            "true" | "True" | "yes" => Ok(single(Pattern::Exists(true))),
-            "false" | "False" | "no" => Ok(single(Pattern::Exists(false))),
-            other => Err(format!("'exists' takes true or false, not '{other}'")),
+        return match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" => Ok(single(Pattern::Exists(true))),
+            "false" | "no" => Ok(single(Pattern::Exists(false))),
+            _ => Err(format!("'exists' takes true or false, not '{text}'")),
         };
     }
     let cmp = modifiers.iter().find_map(|m| match m {

@@ -246,7 +246,7 @@ impl Compiler {
             .map(|(f, vals)| {
                 (
                     self.field_id(f),
-                    vals.iter().map(|v| v.to_lowercase()).collect(),
+                    vals.iter().map(|v| crate::glob::lower(v)).collect(),
                 )
             })
             .collect();

@@ -138,7 +138,11 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         .max(1);
     let (inputs, input_errors) = discover(&args.inputs);
     let total_bytes: u64 = inputs.iter().map(|i| i.len).sum();
-    let mut summary = Summary::new(&set, loaded.errors, skipped, set.warnings().to_vec());
+    let mut warnings = set.warnings().to_vec();
+    for r in set.rules() {
+        warnings.extend(r.warnings());
+    }
+    let mut summary = Summary::new(&set, loaded.errors, skipped, warnings);
     summary.files = inputs.len() as u64;
     for e in input_errors {
         summary.input_error(e);
