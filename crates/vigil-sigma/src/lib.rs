@@ -15,6 +15,7 @@
 
 mod bucket;
 pub mod condition;
+pub mod correlation;
 pub mod error;
 mod eval;
 pub mod glob;

@@ -154,8 +154,10 @@ pub struct Rule {
     pub fields: Vec<String>,
     /// `logsource`
     pub logsource: LogSource,
-    /// A legacy aggregation after `|` in the condition, as written; such a
-    /// rule is a correlation and does not match single events.
+    /// A legacy aggregation after `|` in the condition, as written. The
+    /// rule set matches the part before `|` on single events; what matches
+    /// feeds the correlation [`crate::correlation::from_legacy`] makes of
+    /// it, and is not a detection on its own.
     pub aggregation: Option<String>,
     /// Legacy `timeframe`.
     pub timeframe: Option<String>,
@@ -167,6 +169,19 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The ids and names by which correlations may refer to this rule
+    /// (including the reference its own legacy aggregation uses).
+    pub fn refs(&self) -> Vec<String> {
+        let mut refs: Vec<String> = [self.id.clone(), self.name.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if self.aggregation.is_some() {
+            refs.push(crate::correlation::legacy_self_ref(self));
+        }
+        refs
+    }
+
     /// Problems that did not stop the rule from loading (placeholders
     /// without values), each with its line.
     pub fn warnings(&self) -> impl Iterator<Item = RuleError> + '_ {
@@ -203,6 +218,8 @@ pub enum Document {
     Rule(Box<Rule>),
     /// A filter.
     Filter(Box<Filter>),
+    /// A correlation rule.
+    Correlation(Box<crate::correlation::Correlation>),
 }
 
 /// Parses every document of a rule file. Documents that fail give an error
@@ -236,6 +253,7 @@ pub fn parse_file(
                 match &mut d {
                     Document::Rule(r) => r.path = path.clone(),
                     Document::Filter(f) => f.path = path.clone(),
+                    Document::Correlation(c) => c.path = path.clone(),
                 }
                 out.push(d)
             }
@@ -389,11 +407,7 @@ fn parse_document(doc: &Node, placeholders: &Placeholders) -> Result<Document, R
     let title =
         string_field(doc, "title")?.ok_or_else(|| err(doc, "title", "missing required key"))?;
     if doc.get("correlation").is_some() {
-        return Err(err(
-            doc.get("correlation").expect("present"),
-            "correlation",
-            "correlation rules are not supported yet (issue #4)",
-        ));
+        return crate::correlation::parse(doc, title).map(|c| Document::Correlation(Box::new(c)));
     }
     if let Some(filter) = doc.get("filter") {
         return parse_filter(doc, filter, title, placeholders);

@@ -94,6 +94,9 @@ impl RuleSetBuilder {
             match d {
                 Document::Rule(r) => self.add_rule(*r),
                 Document::Filter(f) => self.add_filter(*f),
+                // Correlations run in a `CorrelationEngine`, on the matches
+                // of this set.
+                Document::Correlation(_) => self,
             };
         }
         self
@@ -151,11 +154,6 @@ impl RuleSetBuilder {
         let event_id = c.field_id("EventID");
         let mut variants = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
-            if rule.aggregation.is_some() {
-                // Legacy aggregations are correlations; they never match a
-                // single event.
-                continue;
-            }
             let entries: Vec<_> = map.entries_for(&rule.logsource).collect();
             if entries.is_empty() {
                 variants.push(c.variant(ri, rule, None, &[]));
@@ -548,7 +546,7 @@ impl RuleSet {
             .filter(|v| v.rule as usize == rule)
             .collect();
         if variants.is_empty() {
-            let _ = writeln!(out, "  rule has no single-event detection (aggregation)");
+            let _ = writeln!(out, "  rule has no variant in this set");
         }
         let view = View { event, s: &s };
         for v in variants {

@@ -233,3 +233,70 @@ fn gzip_and_stdin_inputs() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out).lines().count(), 3);
 }
+
+/// A correlation in a hunt: five failed logons of one account within a
+/// minute, then a success; the base rule's own matches are not reported
+/// (`generate` is false), the correlation's are, with group, count, window
+/// and the events it rests on.
+#[test]
+fn correlation_rules_in_a_hunt() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("brute.yml"),
+        "title: Brute force then success\nid: corr-1\nlevel: high\ntags: [attack.credential-access]\ncorrelation:\n  type: temporal_ordered\n  rules: [many_failures, logon_ok]\n  group-by: [TargetUserName]\n  timespan: 10m\n---\ntitle: Many failures\nid: corr-0\nname: many_failures\ncorrelation:\n  type: event_count\n  rules: [logon_failed]\n  group-by: [TargetUserName]\n  timespan: 1m\n  condition: {gte: 5}\n---\ntitle: Logon failed\nid: base-1\nname: logon_failed\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625}\n  condition: sel\n---\ntitle: Logon ok\nid: base-2\nname: logon_ok\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4624}\n  condition: sel\n",
+    )
+    .unwrap();
+    let mut lines = String::new();
+    // Written out of time order across two files: the hunt sorts.
+    for (i, user) in ["bob", "bob", "eve", "bob", "bob", "bob"]
+        .iter()
+        .enumerate()
+    {
+        lines.push_str(&format!(
+            "{{\"@timestamp\":\"2026-11-20T10:00:{:02}Z\",\"winlog\":{{\"channel\":\"Security\",\"event_id\":4625,\"record_id\":{i},\"event_data\":{{\"TargetUserName\":\"{user}\"}}}}}}\n",
+            10 + i
+        ));
+    }
+    std::fs::write(dir.path().join("b.jsonl"), &lines).unwrap();
+    std::fs::write(
+        dir.path().join("a.jsonl"),
+        "{\"@timestamp\":\"2026-11-20T10:03:00Z\",\"winlog\":{\"channel\":\"Security\",\"event_id\":4624,\"record_id\":99,\"event_data\":{\"TargetUserName\":\"bob\"}}}\n",
+    )
+    .unwrap();
+    let out = vigil(&[
+        "hunt",
+        dir.path().to_str().unwrap(),
+        "-r",
+        rules.to_str().unwrap(),
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = recs
+        .iter()
+        .map(|r| r["rule_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["corr-0", "corr-1"], "{recs:#?}");
+    let inner = &recs[0];
+    assert_eq!(inner["correlation_type"], "event_count");
+    assert_eq!(inner["group"]["TargetUserName"], "bob");
+    assert_eq!(inner["value"], 5.0);
+    assert_eq!(inner["window"]["start"], "2026-11-20T10:00:10.000000Z");
+    assert_eq!(inner["window"]["end"], "2026-11-20T10:00:15.000000Z");
+    assert_eq!(inner["events"].as_array().unwrap().len(), 5);
+    let outer = &recs[1];
+    assert_eq!(outer["level"], "high");
+    assert_eq!(outer["timestamp"], "2026-11-20T10:03:00.000000Z");
+    assert!(
+        stderr(&out).contains("correlations: 2 rules, 2 matches"),
+        "{}",
+        stderr(&out)
+    );
+}

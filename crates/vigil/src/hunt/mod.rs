@@ -7,6 +7,7 @@
 //! whatever the size of the corpus, unless `--sort` asks for all
 //! detections first (then they spill to disk past a bound).
 
+mod correlate;
 mod inputs;
 mod output;
 mod select;
@@ -107,7 +108,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.rules.clone()
     };
-    let loaded = if args.parse_only {
+    let mut loaded = if args.parse_only {
         crate::load::Loaded {
             docs: Vec::new(),
             errors: Vec::new(),
@@ -117,11 +118,14 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         load_rules(&rule_paths, &placeholders)
     };
     let t_loaded = started.elapsed();
-    let (docs, skipped) = args.select.apply(loaded.docs)?;
+    let (docs, skipped) = args.select.apply(std::mem::take(&mut loaded.docs))?;
+    let (docs, correlations) = correlate::split(docs);
     let mut builder = RuleSetBuilder::new();
     builder.logsources(args.options.logsource_map()?);
     builder.add_documents(docs);
     let set = builder.finish();
+    let corr = correlate::Correlator::new(&set, correlations);
+    loaded.errors.extend(corr.errors.iter().cloned());
     if std::env::var_os("VIGIL_TIMING").is_some() {
         eprintln!(
             "timing: rules loaded {t_loaded:?}, compiled {:?}",
@@ -143,6 +147,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         warnings.extend(r.warnings());
     }
     let mut summary = Summary::new(&set, loaded.errors, skipped, warnings);
+    summary.correlations = corr.set.correlations().len();
     summary.files = inputs.len() as u64;
     for e in input_errors {
         summary.input_error(e);
@@ -156,6 +161,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     )?;
     let shared = Arc::new(Shared {
         set: set.clone(),
+        corr: Mutex::new(corr),
         parse_only: args.parse_only,
         sink: Mutex::new(sink),
         summary: Mutex::new(summary),
@@ -191,8 +197,15 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &shared.progress {
         p.finish_and_clear();
     }
-    shared.sink.into_inner().expect("sink").finish()?;
+    let mut sink = shared.sink.into_inner().expect("sink");
     let mut summary = shared.summary.into_inner().expect("summary");
+    // Correlations run last, over every consumed match in time order.
+    let corr = shared.corr.into_inner().expect("correlator");
+    for d in corr.run() {
+        summary.correlation_match(&d);
+        sink.write(d)?;
+    }
+    sink.finish()?;
     summary.events = shared.events.load(Ordering::Relaxed);
     summary.bytes = shared.bytes.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
@@ -206,6 +219,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
 
 struct Shared {
     set: RuleSet,
+    corr: Mutex<correlate::Correlator>,
     parse_only: bool,
     sink: Mutex<Sink>,
     summary: Mutex<Summary>,
@@ -216,9 +230,18 @@ struct Shared {
 
 impl Shared {
     fn emit(&self, event: Event, rules: Vec<usize>) -> anyhow::Result<()> {
+        let mut report = Vec::with_capacity(rules.len());
+        {
+            let mut corr = self.corr.lock().expect("correlator");
+            for r in rules {
+                if corr.consume(r, &event) {
+                    report.push(r);
+                }
+            }
+        }
         let mut summary = self.summary.lock().expect("summary");
         let mut sink = self.sink.lock().expect("sink");
-        for r in rules {
+        for r in report {
             let d = Detection::new(self.set.rule(r), &event);
             summary.detection(self.set.rule(r), &d);
             sink.write(d)?;

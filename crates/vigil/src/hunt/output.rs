@@ -40,7 +40,7 @@ const TIME_FIELDS: &[&str] = &[
     "time",
 ];
 
-fn event_time(event: &Event) -> Option<i64> {
+pub fn event_time(event: &Event) -> Option<i64> {
     if let Some(ts) = event.meta.timestamp_ns {
         return Some(ts);
     }

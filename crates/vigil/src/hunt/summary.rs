@@ -42,6 +42,9 @@ pub struct Summary {
     tactics: BTreeSet<String>,
     input_errors: Vec<IngestError>,
     failed_sources: BTreeSet<String>,
+    /// Correlation rules in use.
+    pub correlations: usize,
+    correlation_matches: u64,
 }
 
 impl Summary {
@@ -67,6 +70,33 @@ impl Summary {
             tactics: BTreeSet::new(),
             input_errors: Vec::new(),
             failed_sources: BTreeSet::new(),
+            correlations: 0,
+            correlation_matches: 0,
+        }
+    }
+
+    /// Counts a correlation match like a detection of its level.
+    pub fn correlation_match(&mut self, d: &Detection) {
+        self.correlation_matches += 1;
+        self.detections += 1;
+        let level = d
+            .record
+            .get("level")
+            .and_then(|l| l.as_str())
+            .and_then(Level::parse);
+        *self.by_level.entry(level).or_default() += 1;
+        if let Some(t) = d.record.get("rule_title").and_then(|t| t.as_str()) {
+            *self.by_rule.entry(t.to_string()).or_default() += 1;
+        }
+        if let Some(tags) = d.record.get("tags").and_then(|t| t.as_array()) {
+            for t in tags.iter().filter_map(|t| t.as_str()) {
+                if let Some(tactic) = t.strip_prefix("attack.") {
+                    let tactic = tactic.replace('_', "-");
+                    if TACTICS.contains(&tactic.as_str()) {
+                        self.tactics.insert(tactic);
+                    }
+                }
+            }
         }
     }
 
@@ -157,6 +187,13 @@ impl Summary {
             .map(|(l, n)| format!("{} {n}", l.map(|l| l.as_str()).unwrap_or("none")))
             .collect();
         let _ = writeln!(s, "detections: {} ({})", self.detections, levels.join(", "));
+        if self.correlations > 0 {
+            let _ = writeln!(
+                s,
+                "correlations: {} rules, {} matches (included above)",
+                self.correlations, self.correlation_matches
+            );
+        }
         let top = |m: &HashMap<String, u64>| {
             let mut v: Vec<_> = m.iter().collect();
             v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
