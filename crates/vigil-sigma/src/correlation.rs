@@ -699,7 +699,7 @@ struct Pending {
     ts: i64,
     seq: u64,
     /// Per consuming (correlation, position): group key and value.
-    feeds: Vec<(usize, usize, Vec<String>, Option<String>)>,
+    feeds: Vec<(usize, usize, Box<str>, Option<Box<str>>)>,
     event_ref: Arc<str>,
 }
 
@@ -707,14 +707,85 @@ struct Pending {
 struct Entry {
     ts: i64,
     pos: usize,
-    value: Option<String>,
+    value: Option<Box<str>>,
     event_ref: Arc<str>,
 }
 
+/// Separates group-by values inside a group key (a control character no
+/// log value is expected to hold).
+const KEY_SEP: char = '\u{1f}';
+
+/// One group's window and the aggregates of it, kept up to date as
+/// entries come and go so that checking a condition costs O(1) (O(log n)
+/// for percentiles, O(n) for `temporal_ordered`).
 #[derive(Debug, Default, Clone)]
 struct Group {
     entries: VecDeque<Entry>,
     last_seen: i64,
+    /// value_count: occurrences of each value in the window.
+    distinct: FxHashMap<Box<str>, u32>,
+    /// value_sum / value_avg: sum and count of numeric values.
+    sum: f64,
+    numbers: u64,
+    /// value_percentile: numeric values, sorted.
+    sorted: Vec<f64>,
+    /// temporal: entries per rule position.
+    per_pos: Vec<u32>,
+}
+
+impl Group {
+    fn add(&mut self, e: Entry) {
+        if let Some(v) = &e.value {
+            *self.distinct.entry(v.clone()).or_default() += 1;
+            if let Ok(n) = v.trim().parse::<f64>() {
+                self.sum += n;
+                self.numbers += 1;
+                let i = self.sorted.partition_point(|x| *x < n);
+                self.sorted.insert(i, n);
+            }
+        }
+        if self.per_pos.len() <= e.pos {
+            self.per_pos.resize(e.pos + 1, 0);
+        }
+        self.per_pos[e.pos] += 1;
+        self.entries.push_back(e);
+    }
+
+    fn remove_oldest(&mut self) {
+        let Some(e) = self.entries.pop_front() else {
+            return;
+        };
+        if let Some(v) = &e.value {
+            if let Some(c) = self.distinct.get_mut(v) {
+                *c -= 1;
+                if *c == 0 {
+                    self.distinct.remove(v);
+                }
+            }
+            if let Ok(n) = v.trim().parse::<f64>() {
+                self.sum -= n;
+                self.numbers -= 1;
+                let i = self.sorted.partition_point(|x| *x < n);
+                if i < self.sorted.len() {
+                    self.sorted.remove(i);
+                }
+                if self.numbers == 0 {
+                    // Keep float error from piling up across windows.
+                    self.sum = 0.0;
+                }
+            }
+        }
+        self.per_pos[e.pos] -= 1;
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.distinct.clear();
+        self.sum = 0.0;
+        self.numbers = 0;
+        self.sorted.clear();
+        self.per_pos.iter_mut().for_each(|c| *c = 0);
+    }
 }
 
 /// Runs a [`CorrelationSet`] over a stream of matches.
@@ -726,7 +797,7 @@ pub struct CorrelationEngine {
     seq: u64,
     newest: i64,
     released_up_to: i64,
-    groups: Vec<FxHashMap<Vec<String>, Group>>,
+    groups: Vec<FxHashMap<Box<str>, Group>>,
     stats: EngineStats,
 }
 
@@ -777,24 +848,31 @@ impl CorrelationEngine {
             if let Some(uses) = self.set.by_ref.get(r) {
                 for &(ci, pos) in uses {
                     let c = &self.set.corrs[ci];
-                    let key = c
-                        .group_by
-                        .iter()
-                        .map(|g| {
-                            let field = c
-                                .aliases
-                                .iter()
-                                .find(|(a, _)| a == g)
-                                .and_then(|(_, per)| {
-                                    per.iter()
-                                        .find(|(rn, _)| input.refs.contains(rn))
-                                        .map(|(_, f)| f.as_str())
-                                })
-                                .unwrap_or(g);
-                            field_text(input.event, field).unwrap_or_default()
-                        })
-                        .collect();
-                    let value = c.field.as_deref().and_then(|f| field_text(input.event, f));
+                    let mut key = String::new();
+                    for (i, g) in c.group_by.iter().enumerate() {
+                        let field = c
+                            .aliases
+                            .iter()
+                            .find(|(a, _)| a == g)
+                            .and_then(|(_, per)| {
+                                per.iter()
+                                    .find(|(rn, _)| input.refs.contains(rn))
+                                    .map(|(_, f)| f.as_str())
+                            })
+                            .unwrap_or(g);
+                        if i > 0 {
+                            key.push(KEY_SEP);
+                        }
+                        if let Some(v) = input.event.get(field) {
+                            let _ = v.write_text(&mut key);
+                        }
+                    }
+                    let value = c
+                        .field
+                        .as_deref()
+                        .and_then(|f| field_text(input.event, f))
+                        .map(String::into_boxed_str);
+                    let key = key.into_boxed_str();
                     feeds.push((ci, pos, key, value));
                 }
             }
@@ -847,8 +925,8 @@ impl CorrelationEngine {
         &mut self,
         ci: usize,
         pos: usize,
-        key: Vec<String>,
-        value: Option<String>,
+        key: Box<str>,
+        value: Option<Box<str>>,
         ts: i64,
         event_ref: Arc<str>,
         out: &mut Vec<CorrelationMatch>,
@@ -872,9 +950,12 @@ impl CorrelationEngine {
                 }
             }
         }
-        let group = groups.entry(key.clone()).or_default();
+        if !groups.contains_key(&key) {
+            groups.insert(key.clone(), Group::default());
+        }
+        let group = groups.get_mut(&key).expect("inserted above");
         group.last_seen = ts;
-        group.entries.push_back(Entry {
+        group.add(Entry {
             ts,
             pos,
             value,
@@ -885,13 +966,13 @@ impl CorrelationEngine {
             .front()
             .is_some_and(|e| ts - e.ts > c.timespan_ns)
         {
-            group.entries.pop_front();
+            group.remove_oldest();
         }
         if group.entries.len() > self.config.max_events_per_group {
-            group.entries.pop_front();
+            group.remove_oldest();
             self.stats.dropped_entries += 1;
         }
-        let fired = evaluate(c, &group.entries);
+        let fired = evaluate(c, group);
         if let Some(v) = fired {
             let first = group.entries.front().map(|e| e.ts).unwrap_or(ts);
             let events: Vec<String> = group
@@ -902,10 +983,15 @@ impl CorrelationEngine {
                 .rev()
                 .map(|e| e.event_ref.to_string())
                 .collect();
-            group.entries.clear();
+            group.clear();
             let m = CorrelationMatch {
                 correlation: ci,
-                group: c.group_by.iter().cloned().zip(key).collect(),
+                group: c
+                    .group_by
+                    .iter()
+                    .cloned()
+                    .zip(key.split(KEY_SEP).map(str::to_string))
+                    .collect(),
                 value: v,
                 window: (first, ts),
                 events,
@@ -928,12 +1014,17 @@ impl CorrelationEngine {
                     .flatten()
                     .map(|&(cj, pj)| {
                         let cc = &self.set.corrs[cj];
-                        let k = cc
+                        let k: Vec<String> = cc
                             .group_by
                             .iter()
                             .map(|g| field_text(&ev, g).unwrap_or_default())
                             .collect();
-                        let val = cc.field.as_deref().and_then(|f| field_text(&ev, f));
+                        let k = k.join(&KEY_SEP.to_string()).into_boxed_str();
+                        let val = cc
+                            .field
+                            .as_deref()
+                            .and_then(|f| field_text(&ev, f))
+                            .map(String::into_boxed_str);
                         (cj, pj, k, val)
                     })
                     .collect();
@@ -954,58 +1045,40 @@ impl CorrelationEngine {
 }
 
 /// Whether a window meets the correlation's condition; the value if so.
-fn evaluate(c: &Correlation, entries: &VecDeque<Entry>) -> Option<f64> {
-    let nums = || {
-        entries
-            .iter()
-            .filter_map(|e| e.value.as_deref()?.trim().parse::<f64>().ok())
-    };
+fn evaluate(c: &Correlation, g: &Group) -> Option<f64> {
     let v = match c.kind {
-        CorrelationType::EventCount => entries.len() as f64,
-        CorrelationType::ValueCount => {
-            let mut distinct: Vec<&str> =
-                entries.iter().filter_map(|e| e.value.as_deref()).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            distinct.len() as f64
-        }
-        CorrelationType::ValueSum => nums().sum(),
+        CorrelationType::EventCount => g.entries.len() as f64,
+        CorrelationType::ValueCount => g.distinct.len() as f64,
+        CorrelationType::ValueSum => g.sum,
         CorrelationType::ValueAvg => {
-            let v: Vec<f64> = nums().collect();
-            if v.is_empty() {
+            if g.numbers == 0 {
                 return None;
             }
-            v.iter().sum::<f64>() / v.len() as f64
+            g.sum / g.numbers as f64
         }
         CorrelationType::ValuePercentile => {
-            let mut v: Vec<f64> = nums().collect();
-            if v.is_empty() {
+            if g.sorted.is_empty() {
                 return None;
             }
-            v.sort_by(f64::total_cmp);
             // Nearest-rank percentile.
             let p = c.percentile.unwrap_or(50.0);
-            let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-            v[rank.min(v.len()) - 1]
+            let rank = ((p / 100.0) * g.sorted.len() as f64).ceil().max(1.0) as usize;
+            g.sorted[rank.min(g.sorted.len()) - 1]
         }
         CorrelationType::Temporal => {
-            let mut seen = vec![false; c.rules.len()];
-            for e in entries {
-                seen[e.pos] = true;
-            }
-            let n = seen.iter().filter(|s| **s).count() as f64;
-            let needed = if c.condition.is_empty() {
+            let n = g.per_pos.iter().filter(|c| **c > 0).count() as f64;
+            let met = if c.condition.is_empty() {
                 n == c.rules.len() as f64
             } else {
                 c.condition.holds(n)
             };
-            return needed.then_some(n);
+            return met.then_some(n);
         }
         CorrelationType::TemporalOrdered => {
             // Is there a subsequence of the window, in time order, that
             // visits rules[0], rules[1], … in turn?
             let mut next = 0;
-            for e in entries {
+            for e in &g.entries {
                 if e.pos == next {
                     next += 1;
                     if next == c.rules.len() {
@@ -1013,13 +1086,12 @@ fn evaluate(c: &Correlation, entries: &VecDeque<Entry>) -> Option<f64> {
                     }
                 }
             }
-            let n = next as f64;
-            let needed = if c.condition.is_empty() {
+            let met = if c.condition.is_empty() {
                 next == c.rules.len()
             } else {
-                c.condition.holds(n)
+                c.condition.holds(next as f64)
             };
-            return needed.then_some(n);
+            return met.then_some(next as f64);
         }
     };
     c.condition.holds(v).then_some(v)

@@ -247,7 +247,13 @@ pub fn parse_file(
     if docs.is_empty() {
         errors.push(RuleError::new(1, None, "file holds no YAML document").with_path(path.clone()));
     }
+    let several = docs.len() > 1;
     for doc in &docs {
+        // A stray `---` at the end of a multi-document file leaves an
+        // empty document: nothing to load, nothing wrong.
+        if several && doc.is_null() {
+            continue;
+        }
         match parse_document(doc, placeholders) {
             Ok(mut d) => {
                 match &mut d {
