@@ -693,13 +693,17 @@ pub struct EngineStats {
     pub matches: u64,
 }
 
+/// What one input gives one consuming correlation: (correlation, position
+/// in its `rules`, group key, value of `condition.field`).
+type Feed = (usize, usize, Box<str>, Option<Box<str>>);
+
 /// A buffered input, reduced to what correlations need.
 #[derive(Debug, Clone)]
 struct Pending {
     ts: i64,
     seq: u64,
     /// Per consuming (correlation, position): group key and value.
-    feeds: Vec<(usize, usize, Box<str>, Option<Box<str>>)>,
+    feeds: Vec<Feed>,
     event_ref: Arc<str>,
 }
 
