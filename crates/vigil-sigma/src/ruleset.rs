@@ -238,7 +238,7 @@ impl Compiler {
                 self.field_id(mapped)
             })
             .collect();
-        let conds = conds
+        let conds: Vec<(u32, Vec<String>)> = conds
             .unwrap_or_default()
             .iter()
             .map(|(f, vals)| {
@@ -248,10 +248,18 @@ impl Compiler {
                 )
             })
             .collect();
+        let (channel, event_id) = (self.field_id("Channel"), self.field_id("EventID"));
+        let routed = conds.iter().any(|(f, _)| *f == channel);
+        let residual = conds
+            .iter()
+            .filter(|(f, _)| !routed || (*f != channel && *f != event_id))
+            .cloned()
+            .collect();
         Variant {
             rule: rule as u32,
             fields,
             conds,
+            residual,
             product: r.logsource.product.as_ref().map(|p| p.to_lowercase()),
         }
     }
@@ -265,6 +273,9 @@ struct Variant {
     fields: Vec<u32>,
     /// Event conditions from the mapping: (field, lowercase values, any).
     conds: Vec<(u32, Vec<String>)>,
+    /// The conditions routing does not already guarantee: for a variant
+    /// routed by channel, all but `Channel` and `EventID`.
+    residual: Vec<(u32, Vec<String>)>,
     /// The rule's product, lowercase.
     product: Option<String>,
 }
@@ -513,7 +524,7 @@ impl RuleSet {
                 }
             }
             let view = View { event, s: scratch };
-            if !conds_hold(v, &view) {
+            if !residual_hold(v, &view) {
                 continue;
             }
             let rule = &inner.rules[v.rule as usize];
@@ -613,7 +624,16 @@ impl RuleSet {
 
 /// Whether the mapping entry's event conditions hold.
 fn conds_hold(v: &Variant, view: &View<'_>) -> bool {
-    v.conds.iter().all(|(fid, values)| {
+    all_hold(&v.conds, view)
+}
+
+/// Whether the conditions that routing left to check hold.
+fn residual_hold(v: &Variant, view: &View<'_>) -> bool {
+    all_hold(&v.residual, view)
+}
+
+fn all_hold(conds: &[(u32, Vec<String>)], view: &View<'_>) -> bool {
+    conds.iter().all(|(fid, values)| {
         let slot = view.slot(*fid);
         view.scalars_of(slot).any(|sc| {
             values.iter().any(|want| {

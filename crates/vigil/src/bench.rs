@@ -291,16 +291,21 @@ fn hunt(b: HuntBench) -> anyhow::Result<ExitCode> {
     let full = median_run(b.repeat, || vigil(&rule_refs))?;
     let dump = match which("evtx_dump") {
         Some(tool) => {
-            // evtx_dump reads one file per run; the loop runs in a shell so
-            // that one measurement covers all files.
-            let list: Vec<String> = (0..b.copies)
-                .flat_map(|_| files.iter())
-                .map(|f| format!("'{}'", f.display().to_string().replace('\'', "'\\''")))
-                .collect();
+            // evtx_dump reads one file per run; a shell loop over a list
+            // file makes one measurement cover all files.
+            let list = tmp.path().join("files.txt");
+            let mut text = String::new();
+            for _ in 0..b.copies {
+                for f in &files {
+                    text.push_str(&f.display().to_string());
+                    text.push('\n');
+                }
+            }
+            std::fs::write(&list, text)?;
             let script = format!(
-                "for f in {}; do '{}' -o jsonl \"$f\" > /dev/null || exit 1; done",
-                list.join(" "),
-                tool.display()
+                "while IFS= read -r f; do '{}' -o jsonl \"$f\" > /dev/null || exit 1; done < '{}'",
+                tool.display(),
+                list.display()
             );
             Some(median_run(b.repeat, || {
                 let mut c = std::process::Command::new("sh");
