@@ -541,6 +541,43 @@ impl RuleSet {
         &scratch.matches
     }
 
+    /// The event fields that made rule `rule` match `event`: the fields of
+    /// every item in every selection group that matched (keyword matches
+    /// name no field). Empty when the rule does not match. Costs one
+    /// evaluation; meant for reporting a detection, not for the hot path.
+    pub fn matched_fields(&self, rule: usize, event: &Event) -> Vec<String> {
+        let mut s = Scratch::default();
+        self.prepare(event, &mut s);
+        let inner = &*self.inner;
+        let view = View { event, s: &s };
+        let mut out: Vec<String> = Vec::new();
+        let det = &inner.rules[rule].detection;
+        for v in inner.variants.iter().filter(|v| v.rule as usize == rule) {
+            if !conds_hold(v, &view) || !eval_detection(det, &v.fields, &view) {
+                continue;
+            }
+            for sel in &det.selections {
+                for group in &sel.groups {
+                    if !group.iter().all(|item| eval_item(item, &v.fields, &view)) {
+                        continue;
+                    }
+                    for item in group {
+                        if let Some(l) = item.field {
+                            let name = &inner.field_names[v.fields[l] as usize];
+                            if view.slot(v.fields[l]).state == SlotState::Present
+                                && !out.contains(name)
+                            {
+                                out.push(name.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            break;
+        }
+        out
+    }
+
     /// Explains, for one rule and one event, which log-source entry
     /// applied, which selections matched and, for each field item, the
     /// event's value and whether it matched. For `vigil rules test
@@ -684,6 +721,23 @@ mod tests {
         // The same field on the wrong event ID does not match.
         sysmon.set("EventID", 3);
         assert!(s.matches(&sysmon, &mut scratch).is_empty());
+    }
+
+    #[test]
+    fn matched_fields_name_the_event_fields() {
+        let s = set(&["title: t\nid: a\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel: {Image|endswith: '\\\\x.exe', CommandLine|contains: '-enc'}\n  other: {User: bob}\n  condition: sel or other\n"]);
+        let mut e = Event::new();
+        e.push("Channel", "Security");
+        e.push("EventID", 4688);
+        e.push("NewProcessName", "C:\\x.exe");
+        e.push("CommandLine", "x -enc AAA");
+        e.push("User", "alice");
+        assert_eq!(
+            s.matched_fields(0, &e),
+            vec!["NewProcessName", "CommandLine"]
+        );
+        e.set("CommandLine", "nothing");
+        assert!(s.matched_fields(0, &e).is_empty());
     }
 
     #[test]

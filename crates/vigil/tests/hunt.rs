@@ -52,6 +52,14 @@ fn jsonl_output_has_required_fields_and_detections() {
     assert_eq!(recs[2]["computer"], "dc01.example.org");
     assert_eq!(recs[2]["event_id"], 4625);
     assert_eq!(recs[2]["fields"]["TargetUserName"], "admin_jo");
+    assert_eq!(
+        recs[2]["matched_fields"],
+        serde_json::json!(["EventID", "TargetUserName"])
+    );
+    assert_eq!(
+        recs[1]["matched_fields"],
+        serde_json::json!(["Image", "CommandLine"])
+    );
     let summary = stderr(&out);
     assert!(
         summary.contains("detections: 3 (high 1, medium 1, low 1)"),

@@ -239,10 +239,26 @@ impl Shared {
                 }
             }
         }
+        // Built before taking the output locks: working out the matched
+        // fields re-evaluates the rule.
+        let detections: Vec<(usize, Detection)> = report
+            .into_iter()
+            .map(|r| {
+                let mut d = Detection::new(self.set.rule(r), &event);
+                d.record.insert(
+                    "matched_fields".into(),
+                    self.set
+                        .matched_fields(r, &event)
+                        .into_iter()
+                        .map(serde_json::Value::String)
+                        .collect(),
+                );
+                (r, d)
+            })
+            .collect();
         let mut summary = self.summary.lock().expect("summary");
         let mut sink = self.sink.lock().expect("sink");
-        for r in report {
-            let d = Detection::new(self.set.rule(r), &event);
+        for (r, d) in detections {
             summary.detection(self.set.rule(r), &d);
             sink.write(d)?;
         }
