@@ -7,15 +7,22 @@
 //! aliases (`winlog.channel` → `Channel`). Everything else keeps its own
 //! field names.
 
-use crate::winlog::{add_winlog_aliases, event_from_evtx_json, is_winlogbeat};
+use crate::fieldmap::FieldMap;
+use crate::winlog::event_from_evtx_json;
 use crate::{IngestError, Position};
 use serde_json::Value as Json;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use vigil_event::Event;
 
-/// Turns one JSON document into an event (see the module docs).
+/// Turns one JSON document into an event with the shipped field mappings
+/// (see the module docs).
 pub fn event_from_json(doc: &Json) -> Event {
+    event_from_json_with(doc, FieldMap::builtin())
+}
+
+/// Turns one JSON document into an event with the given field mappings.
+pub fn event_from_json_with(doc: &Json, map: &FieldMap) -> Event {
     if doc.get("Event").and_then(|e| e.get("System")).is_some() {
         let mut e = Event::with_capacity(32);
         event_from_evtx_json(doc, &mut e);
@@ -23,10 +30,7 @@ pub fn event_from_json(doc: &Json) -> Event {
         return e;
     }
     let mut e = Event::from_json(doc);
-    if is_winlogbeat(&e) {
-        add_winlog_aliases(&mut e);
-        e.meta.product = Some("windows".into());
-    }
+    map.apply(&mut e);
     e
 }
 
@@ -55,8 +59,22 @@ pub fn maybe_gunzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufR
 pub fn read_json<R: Read>(
     source: &Arc<str>,
     reader: R,
+    on_item: impl FnMut(Result<Event, IngestError>),
+) -> Result<(), IngestError> {
+    read_json_with(source, reader, FieldMap::builtin(), on_item)
+}
+
+/// [`read_json`] with the given field mappings.
+///
+/// # Errors
+/// I/O errors reading the source; parse errors are passed to `on_item`.
+pub fn read_json_with<R: Read>(
+    source: &Arc<str>,
+    reader: R,
+    map: &FieldMap,
     mut on_item: impl FnMut(Result<Event, IngestError>),
 ) -> Result<(), IngestError> {
+    let event_from_json = |doc: &Json| event_from_json_with(doc, map);
     let io_err = |e: std::io::Error| IngestError {
         source: source.clone(),
         position: Position::Source,
@@ -218,6 +236,17 @@ mod tests {
         enc.write_all(b"{\"a\": 1}\n{\"a\": 2}\n").unwrap();
         let (ok, bad) = read(&enc.finish().unwrap());
         assert_eq!((ok.len(), bad.len()), (2, 0));
+    }
+
+    #[test]
+    fn winlogbeat_documents_get_evtx_names() {
+        let (ok, _) = read(br#"{"winlog": {"channel": "Security", "event_id": "4688", "event_data": {"NewProcessName": "C:\\a.exe"}}}"#);
+        let e = &ok[0];
+        assert_eq!(e.get("EventID"), Some(&vigil_event::Value::Int(4688)));
+        assert_eq!(e.get_str("Channel"), Some("Security"));
+        assert_eq!(e.get_str("NewProcessName"), Some("C:\\a.exe"));
+        assert_eq!(e.get_str("winlog.channel"), Some("Security"));
+        assert_eq!(e.meta.product.as_deref(), Some("windows"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod evtx;
+pub mod fieldmap;
 pub mod json;
 pub mod winlog;
 

@@ -10,7 +10,8 @@
 //! - `UserData`: the leaves under its single wrapper element, by leaf name.
 //!
 //! These are the names of SigmaHQ's field list (`tests/logsource.json`) and
-//! of the EVTX tools Sigma users know (Hayabusa, Chainsaw).
+//! of the EVTX tools Sigma users know (Hayabusa, Chainsaw). Shippers' JSON
+//! (Winlogbeat, ECS) gets the same names through [`crate::fieldmap`].
 
 use serde_json::Value as Json;
 use vigil_event::{intern, value_from_json, Event, Value};
@@ -94,67 +95,6 @@ fn push_value(event: &mut Event, name: &str, v: &Json) {
     }
 }
 
-/// Winlogbeat's names for the System fields, mapped to EVTX's.
-const WINLOG_SYSTEM: &[(&str, &str)] = &[
-    ("winlog.channel", "Channel"),
-    ("winlog.event_id", "EventID"),
-    ("winlog.computer_name", "Computer"),
-    ("winlog.provider_name", "Provider_Name"),
-    ("winlog.provider_guid", "Provider_Guid"),
-    ("winlog.record_id", "EventRecordID"),
-    ("winlog.process.pid", "Execution_ProcessID"),
-    ("winlog.process.thread.id", "Execution_ThreadID"),
-    ("winlog.user.identifier", "Security_UserID"),
-    ("winlog.task", "Task"),
-    ("winlog.opcode", "Opcode"),
-    ("winlog.version", "Version"),
-    ("winlog.keywords", "Keywords"),
-    ("event.code", "EventID"),
-    ("host.name", "Computer"),
-];
-
-/// Whether a flattened JSON event looks like Winlogbeat / Elastic Agent
-/// output for a Windows event.
-pub fn is_winlogbeat(event: &Event) -> bool {
-    event.get("winlog.channel").is_some() || event.get("winlog.event_id").is_some()
-}
-
-/// Adds EVTX-style names to a flattened Winlogbeat event: the System fields
-/// (`winlog.channel` → `Channel`, …) and the event data fields
-/// (`winlog.event_data.Image` → `Image`). The original fields stay, so
-/// rules written against ECS names still match.
-pub fn add_winlog_aliases(event: &mut Event) {
-    let mut extra: Vec<(String, Value)> = Vec::new();
-    for (name, value) in event.fields() {
-        let alias = if let Some(rest) = name
-            .strip_prefix("winlog.event_data.")
-            .or_else(|| name.strip_prefix("winlog.user_data."))
-        {
-            Some(rest.to_string())
-        } else {
-            WINLOG_SYSTEM
-                .iter()
-                .find(|(from, _)| *from == name)
-                .map(|(_, to)| to.to_string())
-        };
-        if let Some(alias) = alias {
-            // EventID arrives as a string in some Winlogbeat versions.
-            let value = match (alias.as_str(), value) {
-                ("EventID", Value::Str(s)) => {
-                    s.parse::<i64>().map(Value::Int).unwrap_or(value.clone())
-                }
-                _ => value.clone(),
-            };
-            extra.push((alias, value));
-        }
-    }
-    for (name, value) in extra {
-        if event.get(&name).is_none() {
-            event.push(name, value);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,17 +137,5 @@ mod tests {
             Some(&Value::List(vec!["a".into(), "b".into()]))
         );
         assert_eq!(e.get_str("SubjectUserName"), Some("bob"));
-    }
-
-    #[test]
-    fn winlogbeat_aliases() {
-        let doc = json!({"winlog": {"channel": "Security", "event_id": "4688", "event_data": {"NewProcessName": "C:\\a.exe"}}});
-        let mut e = Event::from_json(&doc);
-        assert!(is_winlogbeat(&e));
-        add_winlog_aliases(&mut e);
-        assert_eq!(e.get("EventID"), Some(&Value::Int(4688)));
-        assert_eq!(e.get_str("Channel"), Some("Security"));
-        assert_eq!(e.get_str("NewProcessName"), Some("C:\\a.exe"));
-        assert_eq!(e.get_str("winlog.channel"), Some("Security"));
     }
 }

@@ -308,3 +308,44 @@ fn correlation_rules_in_a_hunt() {
         stderr(&out)
     );
 }
+
+/// ECS-shaped endpoint documents (Elastic Agent) are hunted with Sigma's
+/// field names through the shipped field mappings; a user mapping file
+/// adds a shipper of its own.
+#[test]
+fn ecs_documents_and_user_field_maps() {
+    let (_, rules) = examples();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ecs.ndjson"),
+        "{\"@timestamp\":\"2026-11-21T12:00:00Z\",\"ecs\":{\"version\":\"8.11.0\"},\"event\":{\"category\":\"process\"},\"host\":{\"name\":\"ws9\"},\"process\":{\"executable\":\"C:\\\\Windows\\\\System32\\\\whoami.exe\",\"command_line\":\"whoami\"}}\n",
+    )
+    .unwrap();
+    // The example rule is for Windows process creation, which the mapping
+    // selects by Channel; this ECS document has none, so map it to Sysmon.
+    let map = dir.path().join("map.yml");
+    std::fs::write(&map, "mappings:\n  - name: my_agent\n    when: [event.category]\n    product: windows\n    rename: {event.category: Category}\n").unwrap();
+    let logsources = dir.path().join("ls.yml");
+    std::fs::write(&logsources, "logsources:\n  - name: process_creation_ecs\n    logsource: {product: windows, category: process_creation}\n    conditions: {Category: process}\n").unwrap();
+    let out = vigil(&[
+        "hunt",
+        dir.path().join("ecs.ndjson").to_str().unwrap(),
+        "-r",
+        &rules,
+        "-f",
+        "jsonl",
+        "-q",
+        "--field-map",
+        map.to_str().unwrap(),
+        "--logsources",
+        logsources.to_str().unwrap(),
+    ]);
+    let recs: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 1, "{}", stderr(&out));
+    assert_eq!(recs[0]["rule_title"], "Whoami Execution");
+    assert_eq!(recs[0]["computer"], "ws9");
+    assert_eq!(recs[0]["matched_fields"], serde_json::json!(["Image"]));
+}

@@ -64,6 +64,11 @@ pub struct HuntArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// JSON field mappings loaded on top of the built-in ones (format of
+    /// crates/vigil-ingest/data/fieldmaps.yml): shippers' field names to
+    /// Sigma's.
+    #[arg(long, value_name = "FILE")]
+    field_map: Option<PathBuf>,
     /// Read and decode every input but evaluate no rule (the parse-only
     /// pass of `vigil bench hunt`).
     #[arg(long, hide = true)]
@@ -132,6 +137,14 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
             started.elapsed()
         );
     }
+    let mut field_map = vigil_ingest::fieldmap::FieldMap::builtin().clone();
+    if let Some(path) = &args.field_map {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let user = vigil_ingest::fieldmap::FieldMap::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        field_map.merge(user);
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| {
@@ -161,6 +174,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     )?;
     let shared = Arc::new(Shared {
         set: set.clone(),
+        field_map,
         corr: Mutex::new(corr),
         parse_only: args.parse_only,
         sink: Mutex::new(sink),
@@ -219,6 +233,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
 
 struct Shared {
     set: RuleSet,
+    field_map: vigil_ingest::fieldmap::FieldMap,
     corr: Mutex<correlate::Correlator>,
     parse_only: bool,
     sink: Mutex<Sink>,
@@ -346,20 +361,23 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
             };
             let mut failure = None;
             let mut n = 0u64;
-            let result = vigil_ingest::json::read_json(&source, reader, |item| match item {
-                Ok(event) => {
-                    n += 1;
-                    if shared.parse_only {
-                        return;
-                    }
-                    if let Some((event, rules)) = detect(&shared.set, event) {
-                        if let Err(e) = shared.emit(event, rules) {
-                            failure.get_or_insert(e);
+            let result =
+                vigil_ingest::json::read_json_with(&source, reader, &shared.field_map, |item| {
+                    match item {
+                        Ok(event) => {
+                            n += 1;
+                            if shared.parse_only {
+                                return;
+                            }
+                            if let Some((event, rules)) = detect(&shared.set, event) {
+                                if let Err(e) = shared.emit(event, rules) {
+                                    failure.get_or_insert(e);
+                                }
+                            }
                         }
+                        Err(e) => shared.error(e),
                     }
-                }
-                Err(e) => shared.error(e),
-            });
+                });
             if let Some(e) = failure {
                 return Err(e);
             }
