@@ -5,7 +5,6 @@
 //! the worker that rendered the record, so work done per event (detection)
 //! is parallel within one file too. Results come back in file order.
 
-use crate::winlog::event_from_evtx_json;
 use crate::{IngestError, Position};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
@@ -75,13 +74,14 @@ where
         let record_id = record.event_record_id;
         let ts = record.timestamp.as_nanosecond();
         let rendered = record.into_json_bytes()?;
-        let doc: serde_json::Value =
-            serde_json::from_slice(&rendered.data).map_err(|e| EvtxError::FailedToParseRecord {
+        // Straight from the rendered bytes to fields: no JSON tree.
+        let mut event = Event::with_capacity(32);
+        crate::evtx_json::flatten_evtx_json(&rendered.data, &mut event).map_err(|e| {
+            EvtxError::FailedToParseRecord {
                 record_id,
                 source: Box::new(EvtxError::SerializationError(e.into())),
-            })?;
-        let mut event = Event::with_capacity(32);
-        event_from_evtx_json(&doc, &mut event);
+            }
+        })?;
         event.meta.timestamp_ns = i64::try_from(ts).ok();
         event.meta.record_id = Some(record_id);
         event.meta.source = Some(src.clone());

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod evtx;
+pub mod evtx_json;
 pub mod fieldmap;
 pub mod json;
 pub mod winlog;

@@ -255,3 +255,35 @@ fn hunt_on_a_regression_sample_finds_the_expected_match() {
     ]);
     assert!(stdout(&out).lines().count() >= 1, "{}", stderr(&out));
 }
+
+/// The streaming EVTX flattener gives exactly the fields of the tree-based
+/// one on every corpus record.
+#[test]
+fn streaming_flattening_equals_tree_flattening_on_the_corpus() {
+    let Some(c) = corpus("streaming_flattening_equals_tree_flattening_on_the_corpus") else {
+        return;
+    };
+    let mut n = 0;
+    for f in evtx_files(&c.join("evtx")) {
+        let mut parser = evtx::EvtxParser::from_path(&f).unwrap();
+        for rec in parser.records_json_value().flatten() {
+            let mut tree = Event::new();
+            vigil_ingest::winlog::event_from_evtx_json(&rec.data, &mut tree);
+            let mut stream = Event::new();
+            vigil_ingest::evtx_json::flatten_evtx_json(
+                rec.data.to_string().as_bytes(),
+                &mut stream,
+            )
+            .unwrap();
+            assert_eq!(
+                tree,
+                stream,
+                "{} record {}",
+                f.display(),
+                rec.event_record_id
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 8000, "{n}");
+}

@@ -1,0 +1,248 @@
+//! Streaming flattening of an EVTX record's JSON rendering.
+//!
+//! Same result as [`crate::winlog::event_from_evtx_json`], but read
+//! straight from the bytes the `evtx` crate renders, with a serde visitor
+//! that pushes fields as it meets them: no `serde_json::Value` tree is
+//! built per record (only a value that is itself a nested object inside a
+//! field, which Windows events almost never have, goes through one).
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
+use std::fmt;
+use vigil_event::{intern, value_from_json, Event, Value};
+
+/// Flattens `bytes` (one record as `{"Event": {...}}`) into `event`.
+///
+/// # Errors
+/// When the bytes are not valid JSON.
+pub fn flatten_evtx_json(bytes: &[u8], event: &mut Event) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Seed {
+        event,
+        mode: Mode::Root,
+    }
+    .deserialize(&mut de)?;
+    de.end()
+}
+
+/// Where in the record the visitor is.
+enum Mode {
+    /// The document: `{"Event": …}`.
+    Root,
+    /// Inside `Event`.
+    EventObj,
+    /// Inside `System`: children are elements.
+    System,
+    /// Inside `EventData`: children are elements named by `Name`.
+    EventData,
+    /// Inside `UserData`: wrappers whose leaves are fields.
+    UserData,
+    /// Under a `UserData` wrapper: keys are leaf names.
+    Leaves,
+    /// A `UserData` leaf called `.0`.
+    Leaf(String),
+    /// An element called `.0`: its text, attributes, children.
+    Element(String),
+    /// The attributes of element `.0`.
+    Attributes(String),
+    /// A value to push under `.0`.
+    Value(String),
+}
+
+struct Seed<'a> {
+    event: &'a mut Event,
+    mode: Mode,
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn push(event: &mut Event, name: &str, value: Value) {
+    let value = match value {
+        Value::List(items) if items.is_empty() => Value::Null,
+        v => v,
+    };
+    if event.get(name).is_none() {
+        event.push(intern(name), value);
+    }
+}
+
+impl Seed<'_> {
+    /// The name a scalar met in this mode is pushed under, if any.
+    fn scalar_name(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Element(n) | Mode::Value(n) | Mode::Leaf(n) => Some(n),
+            Mode::EventData => Some("EventData"),
+            _ => None,
+        }
+    }
+
+    fn scalar<E>(self, v: Value) -> Result<(), E> {
+        // `"EventData": null` is an event without data, not a field.
+        if matches!(self.mode, Mode::EventData) && v.is_null() {
+            return Ok(());
+        }
+        if let Some(name) = self.scalar_name() {
+            let name = name.to_string();
+            push(self.event, &name, v);
+        }
+        Ok(())
+    }
+
+    fn child(&mut self, mode: Mode) -> Seed<'_> {
+        Seed {
+            event: self.event,
+            mode,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an EVTX record rendered as JSON")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.scalar(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.scalar(Value::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.scalar(match i64::try_from(v) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(v as f64),
+        })
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.scalar(Value::Float(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.scalar(Value::Str(v.into()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.scalar(Value::Str(v.into_boxed_str()))
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.scalar(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.scalar(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        // A list of values (unnamed `Data` items): scalars become a list;
+        // anything nested is kept as its JSON text, as the tree-based
+        // flattening does.
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Json>()? {
+            items.push(item);
+        }
+        let json = Json::Array(items);
+        let value = value_from_json(&json).unwrap_or_else(|| Value::Str(json.to_string().into()));
+        self.scalar(value)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        if let Mode::Value(name) = &self.mode {
+            // An object where a value was expected: keep its JSON text.
+            let name = name.clone();
+            let json = Json::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            push(self.event, &name, Value::Str(json.to_string().into()));
+            return Ok(());
+        }
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let key: &str = &key;
+            let next = match (&self.mode, key) {
+                (Mode::Root, "Event") => Some(Mode::EventObj),
+                (Mode::Root | Mode::EventObj, "System") => Some(Mode::System),
+                (Mode::Root | Mode::EventObj, "EventData") => Some(Mode::EventData),
+                (Mode::Root | Mode::EventObj, "UserData") => Some(Mode::UserData),
+                (Mode::Root | Mode::EventObj, _) => None,
+                (Mode::System, k) => Some(Mode::Element(k.to_string())),
+                (Mode::EventData, "#attributes") => None,
+                (Mode::EventData, k) => Some(Mode::Element(k.to_string())),
+                (Mode::UserData, _) => Some(Mode::Leaves),
+                (Mode::Leaves, "#attributes") => None,
+                (Mode::Leaves, k) => Some(Mode::Leaf(k.to_string())),
+                (Mode::Leaf(_), "#attributes") => None,
+                (Mode::Leaf(n), "#text") => Some(Mode::Value(n.clone())),
+                (Mode::Leaf(_), k) => Some(Mode::Leaf(k.to_string())),
+                (Mode::Element(n), "#text") => Some(Mode::Value(n.clone())),
+                (Mode::Element(n), "#attributes") => Some(Mode::Attributes(n.clone())),
+                (Mode::Element(n), k) => Some(Mode::Element(format!("{n}_{k}"))),
+                (Mode::Attributes(_), "xmlns") => None,
+                (Mode::Attributes(n), a) => Some(Mode::Value(format!("{n}_{a}"))),
+                (Mode::Value(_), _) => None,
+            };
+            match next {
+                Some(mode) => map.next_value_seed(self.child(mode))?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+use serde::Deserialize as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::winlog::event_from_evtx_json;
+    use serde_json::json;
+
+    fn both(doc: Json) -> (Event, Event) {
+        let mut tree = Event::new();
+        event_from_evtx_json(&doc, &mut tree);
+        let mut stream = Event::new();
+        flatten_evtx_json(doc.to_string().as_bytes(), &mut stream).unwrap();
+        (tree, stream)
+    }
+
+    #[test]
+    fn same_fields_as_the_tree_flattening() {
+        let docs = [
+            json!({"Event": {"#attributes": {"xmlns": "x"}, "System": {
+                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon", "Guid": "{5770}"}},
+                "EventID": 1, "Version": 5, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "pc1",
+                "TimeCreated": {"#attributes": {"SystemTime": "2019-01-01T00:00:00Z"}},
+                "Security": {"#attributes": {"UserID": "S-1-5-18"}}, "Correlation": null,
+                "Keywords": "0x8000000000000000"},
+                "EventData": {"Image": "C:\\x.exe", "CommandLine": "x -a", "Empty": null, "Hashes": "SHA1=AB"}}}),
+            json!({"Event": {"System": {"EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 7036}},
+                "EventData": {"Data": {"#text": ["a", "b"]}, "Binary": "00"},
+                "UserData": {"LogFileCleared": {"#attributes": {"xmlns": "y"}, "SubjectUserName": "bob", "Nested": {"#text": "t"}}}}}),
+            json!({"Event": {"System": {"EventID": 400}, "EventData": {"Data": ["x", 1, null], "Weird": {"a": {"b": 1}}, "Empty": []}}}),
+            json!({"Event": {"System": {"EventID": 1}, "EventData": "just text"}}),
+            json!({"Event": {"System": {"EventID": 1}, "EventData": null}}),
+        ];
+        for doc in docs {
+            let (tree, stream) = both(doc);
+            assert_eq!(tree, stream);
+        }
+    }
+
+    #[test]
+    fn broken_json_is_an_error() {
+        let mut e = Event::new();
+        assert!(flatten_evtx_json(b"{\"Event\": {", &mut e).is_err());
+        assert!(flatten_evtx_json(b"{} trailing", &mut e).is_err());
+    }
+}
