@@ -805,6 +805,63 @@ pub struct CorrelationEngine {
     stats: EngineStats,
 }
 
+/// The state of a [`CorrelationEngine`], to be stored and restored (a
+/// server keeps windows across restarts with it). Plain data, serde-ready;
+/// the caller picks the format.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineSnapshot {
+    /// Snapshot format version.
+    pub version: u32,
+    /// Per correlation, by its identity (id, else name, else title).
+    pub correlations: Vec<CorrelationState>,
+    /// Inputs not yet released from the reorder buffer.
+    pub pending: Vec<PendingState>,
+    /// Input sequence counter.
+    pub seq: u64,
+    /// Newest event time seen.
+    pub newest: i64,
+    /// Time up to which inputs were released.
+    pub released_up_to: i64,
+    /// Counters.
+    pub inputs: u64,
+    /// Counters.
+    pub late: u64,
+    /// Counters.
+    pub evicted_groups: u64,
+    /// Counters.
+    pub dropped_entries: u64,
+    /// Counters.
+    pub matches: u64,
+}
+
+/// One correlation's groups in a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CorrelationState {
+    /// Identity: id, else name, else title.
+    pub identity: String,
+    /// (group key, window entries (time, rule position, value, event ref)).
+    pub groups: Vec<(String, i64, Vec<(i64, usize, Option<String>, String)>)>,
+}
+
+/// One buffered input in a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PendingState {
+    /// Event time.
+    pub ts: i64,
+    /// Arrival sequence.
+    pub seq: u64,
+    /// (correlation identity, position, group key, value).
+    pub feeds: Vec<(String, usize, String, Option<String>)>,
+    /// Event reference.
+    pub event_ref: String,
+}
+
+fn identity(c: &Correlation) -> String {
+    c.id.clone()
+        .or_else(|| c.name.clone())
+        .unwrap_or_else(|| c.title.clone())
+}
+
 fn field_text(event: &Event, name: &str) -> Option<String> {
     let v = event.get(name)?;
     let mut buf = String::new();
@@ -826,6 +883,155 @@ impl CorrelationEngine {
             groups,
             stats: EngineStats::default(),
         }
+    }
+
+    /// The engine's state, for [`CorrelationEngine::restore`].
+    pub fn snapshot(&self) -> EngineSnapshot {
+        let correlations = self
+            .set
+            .corrs
+            .iter()
+            .zip(&self.groups)
+            .map(|(c, groups)| CorrelationState {
+                identity: identity(c),
+                groups: groups
+                    .iter()
+                    .map(|(k, g)| {
+                        let entries = g
+                            .entries
+                            .iter()
+                            .map(|e| {
+                                (
+                                    e.ts,
+                                    e.pos,
+                                    e.value.as_deref().map(str::to_string),
+                                    e.event_ref.to_string(),
+                                )
+                            })
+                            .collect();
+                        (k.to_string(), g.last_seen, entries)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let pending = self
+            .buffer
+            .values()
+            .map(|p| PendingState {
+                ts: p.ts,
+                seq: p.seq,
+                feeds: p
+                    .feeds
+                    .iter()
+                    .map(|(ci, pos, k, v)| {
+                        (
+                            identity(&self.set.corrs[*ci]),
+                            *pos,
+                            k.to_string(),
+                            v.as_deref().map(str::to_string),
+                        )
+                    })
+                    .collect(),
+                event_ref: p.event_ref.to_string(),
+            })
+            .collect();
+        EngineSnapshot {
+            version: 1,
+            correlations,
+            pending,
+            seq: self.seq,
+            newest: self.newest,
+            released_up_to: self.released_up_to,
+            inputs: self.stats.inputs,
+            late: self.stats.late,
+            evicted_groups: self.stats.evicted_groups,
+            dropped_entries: self.stats.dropped_entries,
+            matches: self.stats.matches,
+        }
+    }
+
+    /// An engine for `set` with the state of `snap`. State of correlations
+    /// that are no longer in `set` (matched by id, else name, else title) is
+    /// dropped; the number of groups dropped so is returned with the
+    /// engine. Rule positions past a correlation's current rule list are
+    /// dropped too.
+    ///
+    /// # Errors
+    /// A snapshot of an unknown format version.
+    pub fn restore(
+        set: Arc<CorrelationSet>,
+        config: EngineConfig,
+        snap: EngineSnapshot,
+    ) -> Result<(Self, usize), String> {
+        if snap.version != 1 {
+            return Err(format!(
+                "unknown correlation snapshot version {}",
+                snap.version
+            ));
+        }
+        let mut engine = CorrelationEngine::new(set.clone(), config);
+        let index: FxHashMap<String, usize> = set
+            .corrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (identity(c), i))
+            .collect();
+        let mut dropped = 0;
+        for cs in snap.correlations {
+            let Some(&ci) = index.get(&cs.identity) else {
+                dropped += cs.groups.len();
+                continue;
+            };
+            let n = set.corrs[ci].rules.len();
+            for (key, last_seen, entries) in cs.groups {
+                let mut g = Group::default();
+                for (ts, pos, value, event_ref) in entries {
+                    if pos < n {
+                        g.add(Entry {
+                            ts,
+                            pos,
+                            value: value.map(String::into_boxed_str),
+                            event_ref: event_ref.into(),
+                        });
+                    }
+                }
+                g.last_seen = last_seen;
+                engine.groups[ci].insert(key.into_boxed_str(), g);
+            }
+        }
+        for p in snap.pending {
+            let feeds: Vec<Feed> = p
+                .feeds
+                .into_iter()
+                .filter_map(|(id, pos, k, v)| {
+                    let ci = *index.get(&id)?;
+                    (pos < set.corrs[ci].rules.len())
+                        .then(|| (ci, pos, k.into_boxed_str(), v.map(String::into_boxed_str)))
+                })
+                .collect();
+            if !feeds.is_empty() {
+                engine.buffer.insert(
+                    (p.ts, p.seq),
+                    Pending {
+                        ts: p.ts,
+                        seq: p.seq,
+                        feeds,
+                        event_ref: p.event_ref.into(),
+                    },
+                );
+            }
+        }
+        engine.seq = snap.seq;
+        engine.newest = snap.newest;
+        engine.released_up_to = snap.released_up_to;
+        engine.stats = EngineStats {
+            inputs: snap.inputs,
+            late: snap.late,
+            evicted_groups: snap.evicted_groups,
+            dropped_entries: snap.dropped_entries,
+            matches: snap.matches,
+        };
+        Ok((engine, dropped))
     }
 
     /// Counters so far.

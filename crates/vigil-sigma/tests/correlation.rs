@@ -441,6 +441,52 @@ fn unknown_references_and_cycles_are_refused() {
     );
 }
 
+/// Stopping half way, snapshotting, restoring (through JSON, as a server
+/// would store it) and going on gives the same matches as one run.
+#[test]
+fn snapshot_and_restore_keep_windows() {
+    let h = harness(&format!("title: brute\nid: c1\ncorrelation:\n  type: value_count\n  rules: [r-failed]\n  group-by: [IpAddress]\n  timespan: 1h\n  condition: {{field: User, gte: 4}}\n---\n{FAILED}"));
+    let users = ["a", "b", "c", "d", "e", "f"];
+    let stream: Vec<(i64, Event)> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (i as i64 * S, login(false, u, "10.9.9.9")))
+        .collect();
+    let whole = h.run(&stream, 2 * S);
+    assert_eq!(whole.len(), 1);
+    let refs = vec!["r-failed".to_string()];
+    let config = EngineConfig {
+        lateness_ns: 2 * S,
+        ..Default::default()
+    };
+    let mut first = CorrelationEngine::new(h.set.clone(), config);
+    let mut out = Vec::new();
+    for (i, (ts, e)) in stream.iter().enumerate().take(3) {
+        out.extend(first.push(Input {
+            ts_ns: *ts,
+            refs: &refs,
+            event: e,
+            event_ref: &format!("#{i}"),
+        }));
+    }
+    let saved = serde_json::to_string(&first.snapshot()).unwrap();
+    drop(first);
+    let snap = serde_json::from_str(&saved).unwrap();
+    let (mut second, dropped) = CorrelationEngine::restore(h.set.clone(), config, snap).unwrap();
+    assert_eq!(dropped, 0);
+    for (i, (ts, e)) in stream.iter().enumerate().skip(3) {
+        out.extend(second.push(Input {
+            ts_ns: *ts,
+            refs: &refs,
+            event: e,
+            event_ref: &format!("#{i}"),
+        }));
+    }
+    out.extend(second.flush());
+    assert_eq!(out, whole);
+    assert_eq!(second.stats().inputs, 6);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     /// Live (arrival order shuffled within the lateness bound) and hunt
