@@ -839,9 +839,12 @@ pub struct EngineSnapshot {
 pub struct CorrelationState {
     /// Identity: id, else name, else title.
     pub identity: String,
-    /// (group key, window entries (time, rule position, value, event ref)).
-    pub groups: Vec<(String, i64, Vec<(i64, usize, Option<String>, String)>)>,
+    /// (group key, last seen, window entries).
+    pub groups: Vec<(String, i64, Vec<EntryState>)>,
 }
+
+/// A window entry in a snapshot: (time, rule position, value, event ref).
+pub type EntryState = (i64, usize, Option<String>, String);
 
 /// One buffered input in a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
