@@ -140,7 +140,14 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 
 /// Reads one record at the reader's position: `Ok(None)` at a clean end,
 /// `Err(reason)` for a partial or damaged record.
-fn read_record(r: &mut impl Read) -> io::Result<Result<Option<(u64, Vec<u8>)>, String>> {
+/// A record read back: sequence number and payload.
+pub type Record = (u64, Vec<u8>);
+
+/// The outcome of reading one record: a record, a clean end (`None`), or
+/// why the bytes there are not a record.
+type ReadOutcome = Result<Option<Record>, String>;
+
+fn read_record(r: &mut impl Read) -> io::Result<ReadOutcome> {
     let mut header = [0u8; HEADER];
     let mut got = 0;
     while got < HEADER {
@@ -393,7 +400,7 @@ impl Wal {
     ///
     /// # Errors
     /// I/O errors and corrupt records.
-    pub fn read_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
+    pub fn read_from(&self, from: u64) -> Result<Vec<Record>, WalError> {
         let (paths, end): (Vec<(u64, PathBuf)>, u64) = {
             let st = self.state.lock().expect("wal lock");
             (
