@@ -401,6 +401,14 @@ impl Wal {
     /// # Errors
     /// I/O errors and corrupt records.
     pub fn read_from(&self, from: u64) -> Result<Vec<Record>, WalError> {
+        self.read_range(from, usize::MAX)
+    }
+
+    /// Up to `max` durable records from `from` on, in order.
+    ///
+    /// # Errors
+    /// I/O errors and corrupt records.
+    pub fn read_range(&self, from: u64, max: usize) -> Result<Vec<Record>, WalError> {
         let (paths, end): (Vec<(u64, PathBuf)>, u64) = {
             let st = self.state.lock().expect("wal lock");
             (
@@ -430,6 +438,9 @@ impl Wal {
                         }
                         if seq >= from {
                             out.push((seq, payload));
+                            if out.len() >= max {
+                                return Ok(out);
+                            }
                         }
                     }
                     Err(reason) => {

@@ -5,6 +5,7 @@ mod bench;
 mod hunt;
 mod load;
 mod regress;
+mod serve;
 mod update;
 mod validate;
 
@@ -34,6 +35,18 @@ enum Command {
     },
     /// Hunt through EVTX and JSON logs with Sigma rules.
     Hunt(Box<hunt::HuntArgs>),
+    /// Run the server: live ingest, detection, alerts API.
+    Serve(serve::ServeArgs),
+    /// Manage user accounts (offline, on the data directory).
+    Users {
+        #[command(subcommand)]
+        command: serve::UsersCommand,
+    },
+    /// Manage API tokens (offline, on the data directory).
+    Tokens {
+        #[command(subcommand)]
+        command: serve::TokensCommand,
+    },
     /// Benchmarks: rule evaluation throughput, hunting speed.
     Bench {
         #[command(subcommand)]
@@ -62,6 +75,9 @@ fn main() -> ExitCode {
         },
         Command::Hunt(args) => hunt::run(*args),
         Command::Bench { command } => bench::run(command),
+        Command::Serve(args) => serve::serve(args),
+        Command::Users { command } => serve::users(command),
+        Command::Tokens { command } => serve::tokens(command),
     };
     match result {
         Ok(code) => code,
