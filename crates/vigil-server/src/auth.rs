@@ -110,13 +110,17 @@ impl Authenticator {
         match scheme.to_ascii_lowercase().as_str() {
             "bearer" | "splunk" => self.token(db, cred),
             "apikey" => {
-                let raw = base64::engine::general_purpose::STANDARD.decode(cred).ok()?;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(cred)
+                    .ok()?;
                 let text = String::from_utf8(raw).ok()?;
                 let (id, key) = text.split_once(':')?;
                 self.token(db, &format!("vgl_{id}_{key}"))
             }
             "basic" => {
-                let raw = base64::engine::general_purpose::STANDARD.decode(cred).ok()?;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(cred)
+                    .ok()?;
                 let text = String::from_utf8(raw).ok()?;
                 let (user, password) = text.split_once(':')?;
                 let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
@@ -146,6 +150,7 @@ impl Authenticator {
     }
 
     fn token(&self, db: &Db, token: &str) -> Option<Principal> {
-        db.verify_token(token).map(|(name, role)| Principal { name, role })
+        db.verify_token(token)
+            .map(|(name, role)| Principal { name, role })
     }
 }

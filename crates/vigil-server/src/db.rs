@@ -48,7 +48,10 @@ fn random_hex(bytes: usize) -> Result<String, String> {
 }
 
 fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One match to fold into alerts.
@@ -104,6 +107,9 @@ pub struct Alert {
     /// The first event.
     pub event: serde_json::Value,
 }
+
+/// An alert with its events and comments.
+pub type AlertDetail = (Alert, Vec<serde_json::Value>, Vec<serde_json::Value>);
 
 /// Filters of the alert list.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -162,7 +168,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     let mut i = 19;
     let mut frac = 0i64;
     if b.get(i) == Some(&b'.') {
@@ -199,8 +212,11 @@ impl Db {
     /// SQLite errors, with the path.
     pub fn open(path: &Path) -> Result<Db, String> {
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        conn.execute_batch(SCHEMA).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Db { conn: Mutex::new(conn) })
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -252,7 +268,10 @@ impl Db {
             .to_string();
         let n = self
             .conn()
-            .execute("UPDATE users SET password = ?1 WHERE name = ?2", params![hash, name])
+            .execute(
+                "UPDATE users SET password = ?1 WHERE name = ?2",
+                params![hash, name],
+            )
             .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err(format!("no user '{name}'"));
@@ -264,7 +283,9 @@ impl Db {
     /// Users and their roles.
     pub fn users(&self) -> Result<Vec<(String, String)>, String> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT name, role FROM users ORDER BY name").map_err(|e| e.to_string())?;
+        let mut st = conn
+            .prepare("SELECT name, role FROM users ORDER BY name")
+            .map_err(|e| e.to_string())?;
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| e.to_string())?;
@@ -275,15 +296,19 @@ impl Db {
     pub fn verify_password(&self, name: &str, password: &str) -> Option<Role> {
         let row: Option<(String, String)> = self
             .conn()
-            .query_row("SELECT password, role FROM users WHERE name = ?1", params![name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT password, role FROM users WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .ok()
             .flatten();
         let (hash, role) = row?;
         let parsed = PasswordHash::new(&hash).ok()?;
-        Argon2::default().verify_password(password.as_bytes(), &parsed).ok()?;
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .ok()?;
         Role::parse(&role)
     }
 
@@ -298,7 +323,12 @@ impl Db {
                 params![id, name, role.as_str(), sha256_hex(&secret), now_ns()],
             )
             .map_err(|e| e.to_string())?;
-        self.audit("cli", "token.create", &id, &format!("{name} {}", role.as_str()));
+        self.audit(
+            "cli",
+            "token.create",
+            &id,
+            &format!("{name} {}", role.as_str()),
+        );
         Ok(format!("vgl_{id}_{secret}"))
     }
 
@@ -309,7 +339,9 @@ impl Db {
             .prepare("SELECT id, name, role, revoked FROM tokens ORDER BY created")
             .map_err(|e| e.to_string())?;
         let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0))
+            })
             .map_err(|e| e.to_string())?;
         rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
     }
@@ -344,7 +376,11 @@ impl Db {
         let given = sha256_hex(secret);
         // Compare in constant time.
         let same = given.len() == hash.len()
-            && given.bytes().zip(hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && given
+                .bytes()
+                .zip(hash.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if !same || revoked != 0 {
             return None;
         }
@@ -363,7 +399,9 @@ impl Db {
     pub fn audit_log(&self, limit: i64) -> Result<Vec<serde_json::Value>, String> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?1")
+            .prepare(
+                "SELECT at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?1",
+            )
             .map_err(|e| e.to_string())?;
         let rows = st
             .query_map(params![limit], |r| {
@@ -380,7 +418,9 @@ impl Db {
     pub fn checkpoint(&self) -> Result<u64, String> {
         let v: Option<i64> = self
             .conn()
-            .query_row("SELECT v FROM state WHERE k = 'detected_up_to'", [], |r| r.get(0))
+            .query_row("SELECT v FROM state WHERE k = 'detected_up_to'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| e.to_string())?;
         Ok(v.unwrap_or(1) as u64)
@@ -487,12 +527,26 @@ impl Db {
             add("group_key = ?", s.clone().into());
         }
         if let Some(s) = &q.since {
-            add("last_seen >= ?", parse_rfc3339(s).ok_or(format!("since: '{s}' is not RFC 3339"))?.into());
+            add(
+                "last_seen >= ?",
+                parse_rfc3339(s)
+                    .ok_or(format!("since: '{s}' is not RFC 3339"))?
+                    .into(),
+            );
         }
         if let Some(s) = &q.until {
-            add("last_seen < ?", parse_rfc3339(s).ok_or(format!("until: '{s}' is not RFC 3339"))?.into());
+            add(
+                "last_seen < ?",
+                parse_rfc3339(s)
+                    .ok_or(format!("until: '{s}' is not RFC 3339"))?
+                    .into(),
+            );
         }
-        let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
         let sort = q.sort.as_deref().unwrap_or("-last_seen");
         let (desc, key) = match sort.strip_prefix('-') {
             Some(k) => (true, k),
@@ -510,7 +564,11 @@ impl Db {
         let offset = q.offset.unwrap_or(0).max(0);
         let conn = self.conn();
         let total: i64 = conn
-            .query_row(&format!("SELECT COUNT(*) FROM alerts {filter}"), rusqlite::params_from_iter(args.iter()), |r| r.get(0))
+            .query_row(
+                &format!("SELECT COUNT(*) FROM alerts {filter}"),
+                rusqlite::params_from_iter(args.iter()),
+                |r| r.get(0),
+            )
             .map_err(|e| e.to_string())?;
         let sql = format!(
             "SELECT id, rule_id, rule_title, level, tags, group_key, first_seen, last_seen, count, status, resolution, assignee, matched_fields, event FROM alerts {filter} ORDER BY {column} {}, id {} LIMIT {limit} OFFSET {offset}",
@@ -526,7 +584,7 @@ impl Db {
     }
 
     /// One alert, its events and comments.
-    pub fn alert(&self, id: i64) -> Result<Option<(Alert, Vec<serde_json::Value>, Vec<serde_json::Value>)>, String> {
+    pub fn alert(&self, id: i64) -> Result<Option<AlertDetail>, String> {
         let conn = self.conn();
         let alert = conn
             .query_row(
@@ -587,7 +645,9 @@ impl Db {
     pub fn comment(&self, id: i64, actor: &str, text: &str) -> Result<bool, String> {
         let exists: Option<i64> = self
             .conn()
-            .query_row("SELECT id FROM alerts WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row("SELECT id FROM alerts WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| e.to_string())?;
         if exists.is_none() {
@@ -612,7 +672,10 @@ mod tests {
     fn times_round_trip() {
         let ns = parse_rfc3339("2026-11-20T10:01:05.123456Z").unwrap();
         assert_eq!(rfc3339(ns), "2026-11-20T10:01:05.123456Z");
-        assert_eq!(parse_rfc3339("2026-11-20T12:01:05+02:00"), parse_rfc3339("2026-11-20T10:01:05Z"));
+        assert_eq!(
+            parse_rfc3339("2026-11-20T12:01:05+02:00"),
+            parse_rfc3339("2026-11-20T10:01:05Z")
+        );
         assert_eq!(parse_rfc3339("nope"), None);
     }
 

@@ -25,10 +25,19 @@ impl Rules {
             Some(p) => crate::rules::read_placeholders(p)?,
             None => Default::default(),
         };
-        let paths: Vec<_> = config.rule_paths().into_iter().filter(|p| p.exists()).collect();
+        let paths: Vec<_> = config
+            .rule_paths()
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
         let loaded = load_rules(&paths, &placeholders);
         let mut b = RuleSetBuilder::new();
-        b.add_documents(loaded.docs.into_iter().filter(|d| !matches!(d, Document::Correlation(_))));
+        b.add_documents(
+            loaded
+                .docs
+                .into_iter()
+                .filter(|d| !matches!(d, Document::Correlation(_))),
+        );
         Ok(Rules {
             set: b.finish(),
             errors: loaded.errors,
@@ -105,7 +114,9 @@ impl Pipeline {
 
     /// Events acknowledged but not yet through detection.
     pub fn backlog(&self) -> u64 {
-        self.wal.next_seq().saturating_sub(self.detected_up_to.load(Ordering::Relaxed))
+        self.wal
+            .next_seq()
+            .saturating_sub(self.detected_up_to.load(Ordering::Relaxed))
     }
 
     fn run(&self, db: &Db, window_ns: i64, group_field: &str) {
@@ -148,7 +159,12 @@ impl Pipeline {
                 let doc = rec.get("e").cloned().unwrap_or(serde_json::Value::Null);
                 let mut event = vigil_ingest::json::event_from_json(&doc);
                 event.meta.source = rec.get("l").and_then(|l| l.as_str()).map(Into::into);
-                let hits: Vec<usize> = rules.set.matches(&event, &mut scratch).iter().map(|m| m.rule).collect();
+                let hits: Vec<usize> = rules
+                    .set
+                    .matches(&event, &mut scratch)
+                    .iter()
+                    .map(|m| m.rule)
+                    .collect();
                 for r in hits {
                     let rule = rules.set.rule(r);
                     let ts = event_time(&event).unwrap_or(received);
@@ -175,12 +191,22 @@ impl Pipeline {
                     let now = now_ns();
                     for r in latencies {
                         let us = ((now - r).max(0) / 1000) as u64;
-                        self.counters.latency_us_sum.fetch_add(us, Ordering::Relaxed);
-                        self.counters.latency_samples.fetch_add(1, Ordering::Relaxed);
-                        self.counters.latency_us_max.fetch_max(us, Ordering::Relaxed);
+                        self.counters
+                            .latency_us_sum
+                            .fetch_add(us, Ordering::Relaxed);
+                        self.counters
+                            .latency_samples
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .latency_us_max
+                            .fetch_max(us, Ordering::Relaxed);
                     }
-                    self.counters.events_detected.fetch_add(records.len() as u64, Ordering::Relaxed);
-                    self.counters.matches.fetch_add(matches.len() as u64, Ordering::Relaxed);
+                    self.counters
+                        .events_detected
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    self.counters
+                        .matches
+                        .fetch_add(matches.len() as u64, Ordering::Relaxed);
                     self.detected_up_to.store(next, Ordering::SeqCst);
                     // Processed records need not be kept in the log.
                     let _ = self.wal.remove_before(next);
@@ -202,7 +228,12 @@ pub(crate) fn now_ns() -> i64 {
 }
 
 fn event_time(event: &vigil_event::Event) -> Option<i64> {
-    for f in ["@timestamp", "TimeCreated_SystemTime", "timestamp", "UtcTime"] {
+    for f in [
+        "@timestamp",
+        "TimeCreated_SystemTime",
+        "timestamp",
+        "UtcTime",
+    ] {
         if let Some(vigil_event::Value::Str(s)) = event.get(f) {
             if let Some(t) = crate::db::parse_rfc3339(s) {
                 return Some(t);

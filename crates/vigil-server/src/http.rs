@@ -41,7 +41,8 @@ impl AppState {
     /// The log cannot be opened (corruption is reported with its place),
     /// or rules cannot be read.
     pub fn start(config: Config, db: Arc<Db>) -> Result<AppState, String> {
-        let (wal, recovery) = Wal::open(&config.data_dir.join("wal"), WalConfig::default()).map_err(|e| e.to_string())?;
+        let (wal, recovery) = Wal::open(&config.data_dir.join("wal"), WalConfig::default())
+            .map_err(|e| e.to_string())?;
         if recovery.truncated_bytes > 0 {
             eprintln!(
                 "vigil: event log: cut {} bytes of a write interrupted by a crash (never acknowledged)",
@@ -73,6 +74,11 @@ impl AppState {
         p.stop();
     }
 
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.config.data_dir
+    }
+
     /// Events not yet through detection.
     pub fn backlog(&self) -> u64 {
         self.inner.pipeline.backlog()
@@ -88,10 +94,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
         if self.0 == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"vigil\", Bearer".parse().expect("static"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"vigil\", Bearer".parse().expect("static"),
+            );
         }
         if self.0 == StatusCode::TOO_MANY_REQUESTS {
-            r.headers_mut().insert(header::RETRY_AFTER, "1".parse().expect("static"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, "1".parse().expect("static"));
         }
         r
     }
@@ -104,14 +114,19 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 /// Checks the caller's credentials against what the route needs.
 fn authorize(state: &AppState, headers: &HeaderMap, need: Need) -> Result<Principal, ApiError> {
-    let header = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
     let p = state
         .inner
         .auth
         .check(&state.inner.db, header)
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "authentication required".into()))?;
     if !p.role.allows(need) {
-        return Err(ApiError(StatusCode::FORBIDDEN, format!("role '{}' may not do this", p.role.as_str())));
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("role '{}' may not do this", p.role.as_str()),
+        ));
     }
     Ok(p)
 }
@@ -131,23 +146,108 @@ pub struct RouteDoc {
 
 /// Every route of the API.
 pub const ROUTES: &[RouteDoc] = &[
-    RouteDoc { method: "GET", path: "/healthz", need: None, summary: "Liveness check (no authentication)" },
-    RouteDoc { method: "GET", path: "/", need: Some(Need::Ingest), summary: "Elasticsearch-compatible cluster info (Beats/Logstash start-up probe)" },
-    RouteDoc { method: "GET", path: "/_license", need: Some(Need::Ingest), summary: "Elasticsearch-compatible license probe" },
-    RouteDoc { method: "POST", path: "/_bulk", need: Some(Need::Ingest), summary: "Elasticsearch bulk API: index/create actions, NDJSON, gzip; per-item results" },
-    RouteDoc { method: "POST", path: "/{index}/_bulk", need: Some(Need::Ingest), summary: "Elasticsearch bulk API with a default index" },
-    RouteDoc { method: "POST", path: "/services/collector/event", need: Some(Need::Ingest), summary: "Splunk HEC events" },
-    RouteDoc { method: "POST", path: "/services/collector/raw", need: Some(Need::Ingest), summary: "Splunk HEC raw lines" },
-    RouteDoc { method: "POST", path: "/api/v1/events", need: Some(Need::Ingest), summary: "Events as NDJSON or a JSON array" },
-    RouteDoc { method: "GET", path: "/api/v1/alerts", need: Some(Need::Read), summary: "Alerts, filtered (status, level, rule, host, since, until), sorted and paged" },
-    RouteDoc { method: "GET", path: "/api/v1/alerts/{id}", need: Some(Need::Read), summary: "One alert with its events and comments" },
-    RouteDoc { method: "PATCH", path: "/api/v1/alerts/{id}", need: Some(Need::Triage), summary: "Change status (new, acknowledged, closed with a resolution) or assignee" },
-    RouteDoc { method: "POST", path: "/api/v1/alerts/{id}/comments", need: Some(Need::Triage), summary: "Comment on an alert" },
-    RouteDoc { method: "GET", path: "/api/v1/rules", need: Some(Need::Read), summary: "Rules loaded, and every rule that failed with its reason" },
-    RouteDoc { method: "POST", path: "/api/v1/rules/reload", need: Some(Need::Admin), summary: "Reload rules from disk" },
-    RouteDoc { method: "GET", path: "/api/v1/audit", need: Some(Need::Admin), summary: "The audit log" },
-    RouteDoc { method: "GET", path: "/metrics", need: Some(Need::Read), summary: "Prometheus metrics" },
-    RouteDoc { method: "GET", path: "/api/openapi.json", need: Some(Need::Read), summary: "This API's OpenAPI document" },
+    RouteDoc {
+        method: "GET",
+        path: "/healthz",
+        need: None,
+        summary: "Liveness check (no authentication)",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/",
+        need: Some(Need::Ingest),
+        summary: "Elasticsearch-compatible cluster info (Beats/Logstash start-up probe)",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/_license",
+        need: Some(Need::Ingest),
+        summary: "Elasticsearch-compatible license probe",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/_bulk",
+        need: Some(Need::Ingest),
+        summary: "Elasticsearch bulk API: index/create actions, NDJSON, gzip; per-item results",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/{index}/_bulk",
+        need: Some(Need::Ingest),
+        summary: "Elasticsearch bulk API with a default index",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/services/collector/event",
+        need: Some(Need::Ingest),
+        summary: "Splunk HEC events",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/services/collector/raw",
+        need: Some(Need::Ingest),
+        summary: "Splunk HEC raw lines",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/api/v1/events",
+        need: Some(Need::Ingest),
+        summary: "Events as NDJSON or a JSON array",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/api/v1/alerts",
+        need: Some(Need::Read),
+        summary: "Alerts, filtered (status, level, rule, host, since, until), sorted and paged",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/api/v1/alerts/{id}",
+        need: Some(Need::Read),
+        summary: "One alert with its events and comments",
+    },
+    RouteDoc {
+        method: "PATCH",
+        path: "/api/v1/alerts/{id}",
+        need: Some(Need::Triage),
+        summary: "Change status (new, acknowledged, closed with a resolution) or assignee",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/api/v1/alerts/{id}/comments",
+        need: Some(Need::Triage),
+        summary: "Comment on an alert",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/api/v1/rules",
+        need: Some(Need::Read),
+        summary: "Rules loaded, and every rule that failed with its reason",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/api/v1/rules/reload",
+        need: Some(Need::Admin),
+        summary: "Reload rules from disk",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/api/v1/audit",
+        need: Some(Need::Admin),
+        summary: "The audit log",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/metrics",
+        need: Some(Need::Read),
+        summary: "Prometheus metrics",
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/api/openapi.json",
+        need: Some(Need::Read),
+        summary: "This API's OpenAPI document",
+    },
 ];
 
 /// The router.
@@ -173,8 +273,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         // Beats and Logstash probe and install templates and policies on
         // start; they only need a success.
-        .route("/_template/{name}", get(ok_empty).put(ok_empty).head(ok_empty))
-        .route("/_index_template/{name}", get(ok_empty).put(ok_empty).head(ok_empty))
+        .route(
+            "/_template/{name}",
+            get(ok_empty).put(ok_empty).head(ok_empty),
+        )
+        .route(
+            "/_index_template/{name}",
+            get(ok_empty).put(ok_empty).head(ok_empty),
+        )
         .route("/_ilm/policy/{name}", get(ok_empty).put(ok_empty))
         .route("/_ingest/pipeline/{name}", get(ok_empty).put(ok_empty))
         .layer(DefaultBodyLimit::max(limit))
@@ -196,13 +302,21 @@ async fn es_info(State(s): State<AppState>, headers: HeaderMap) -> Result<Respon
     }))
     .into_response();
     // The official Elasticsearch clients check this header.
-    r.headers_mut().insert("x-elastic-product", "Elasticsearch".parse().expect("static"));
+    r.headers_mut().insert(
+        "x-elastic-product",
+        "Elasticsearch".parse().expect("static"),
+    );
     Ok(r)
 }
 
-async fn es_license(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Json_>, ApiError> {
+async fn es_license(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Json_>, ApiError> {
     authorize(&s, &headers, Need::Ingest)?;
-    Ok(Json(json!({"license": {"status": "active", "type": "basic", "uid": "vigil"}})))
+    Ok(Json(
+        json!({"license": {"status": "active", "type": "basic", "uid": "vigil"}}),
+    ))
 }
 
 /// The body, gunzipped when the request says so, within the size limit.
@@ -221,13 +335,22 @@ fn body_bytes(s: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>
         .read_to_end(&mut out)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
     if out.len() as u64 > limit {
-        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {limit} bytes once decompressed")));
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over {limit} bytes once decompressed"),
+        ));
     }
     Ok(out)
 }
 
 /// Stores events in the log; returns once they are durable.
-fn store(s: &AppState, listener: &'static str, peer: &SocketAddr, docs: &[Json_], bytes: u64) -> Result<(), ApiError> {
+fn store(
+    s: &AppState,
+    listener: &'static str,
+    peer: &SocketAddr,
+    docs: &[Json_],
+    bytes: u64,
+) -> Result<(), ApiError> {
     if docs.is_empty() {
         return Ok(());
     }
@@ -235,7 +358,12 @@ fn store(s: &AppState, listener: &'static str, peer: &SocketAddr, docs: &[Json_]
     let peer = peer.to_string();
     let records: Vec<Vec<u8>> = docs
         .iter()
-        .map(|d| serde_json::to_vec(&json!({"t": t, "l": listener, "p": peer, "tenant": "default", "e": d})).unwrap_or_default())
+        .map(|d| {
+            serde_json::to_vec(
+                &json!({"t": t, "l": listener, "p": peer, "tenant": "default", "e": d}),
+            )
+            .unwrap_or_default()
+        })
         .collect();
     s.inner.pipeline.wal.append(&records).map_err(internal)?;
     s.inner.pipeline.notify();
@@ -286,10 +414,18 @@ async fn bulk_with(
     while let Some(action_line) = lines.next() {
         let action: Json_ = match serde_json::from_str(action_line) {
             Ok(a) => a,
-            Err(e) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("malformed action line: {e}"))),
+            Err(e) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed action line: {e}"),
+                ))
+            }
         };
         let Some((kind, meta)) = action.as_object().and_then(|o| o.iter().next()) else {
-            return Err(ApiError(StatusCode::BAD_REQUEST, "empty action line".into()));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "empty action line".into(),
+            ));
         };
         let idx = meta
             .get("_index")
@@ -299,25 +435,49 @@ async fn bulk_with(
             .unwrap_or_else(|| "default".into());
         match kind.as_str() {
             "index" | "create" => {
-                let doc = lines.next().ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "action without a document".into()))?;
+                let doc = lines.next().ok_or_else(|| {
+                    ApiError(StatusCode::BAD_REQUEST, "action without a document".into())
+                })?;
                 let parsed = serde_json::from_str::<Json_>(doc)
                     .map_err(|e| format!("document is not valid JSON: {e}"))
-                    .and_then(|d| if d.is_object() { Ok(d) } else { Err("document is not a JSON object".to_string()) });
+                    .and_then(|d| {
+                        if d.is_object() {
+                            Ok(d)
+                        } else {
+                            Err("document is not a JSON object".to_string())
+                        }
+                    });
                 items.push((kind.clone(), idx, parsed));
             }
             "update" => {
                 lines.next();
-                items.push((kind.clone(), idx, Err("update is not supported: Vigil keeps events as sent".into())));
+                items.push((
+                    kind.clone(),
+                    idx,
+                    Err("update is not supported: Vigil keeps events as sent".into()),
+                ));
             }
-            "delete" => items.push((kind.clone(), idx, Err("delete is not supported: Vigil keeps events as sent".into()))),
-            other => return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown bulk action '{other}'"))),
+            "delete" => items.push((
+                kind.clone(),
+                idx,
+                Err("delete is not supported: Vigil keeps events as sent".into()),
+            )),
+            other => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown bulk action '{other}'"),
+                ))
+            }
         }
     }
     let busy = overloaded(&s);
     let docs: Vec<Json_> = if busy {
         Vec::new()
     } else {
-        items.iter().filter_map(|(_, _, d)| d.as_ref().ok().cloned()).collect()
+        items
+            .iter()
+            .filter_map(|(_, _, d)| d.as_ref().ok().cloned())
+            .collect()
     };
     store(&s, "bulk", &peer, &docs, data.len() as u64)?;
     let mut errors = false;
@@ -339,10 +499,17 @@ async fn bulk_with(
             json!({ kind.as_str(): body })
         })
         .collect();
-    let rejected = items.iter().filter(|(_, _, d)| d.is_err()).count() as u64 + if busy { docs.len() as u64 } else { 0 };
+    let rejected = items.iter().filter(|(_, _, d)| d.is_err()).count() as u64
+        + if busy { docs.len() as u64 } else { 0 };
     s.inner.rejected.fetch_add(rejected, Ordering::Relaxed);
-    let mut r = Json(json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": results})).into_response();
-    r.headers_mut().insert("x-elastic-product", "Elasticsearch".parse().expect("static"));
+    let mut r = Json(
+        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": results}),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        "x-elastic-product",
+        "Elasticsearch".parse().expect("static"),
+    );
     Ok(r)
 }
 
@@ -354,7 +521,10 @@ async fn events(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers, Need::Ingest)?;
     if overloaded(&s) {
-        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "Vigil is behind on detection; retry".into()));
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Vigil is behind on detection; retry".into(),
+        ));
     }
     let data = body_bytes(&s, &headers, &body)?;
     let text = String::from_utf8_lossy(&data);
@@ -371,7 +541,12 @@ async fn events(
                     }
                 }
             }
-            Ok(_) | Err(_) => return Err(ApiError(StatusCode::BAD_REQUEST, "body is not a JSON array of objects".into())),
+            Ok(_) | Err(_) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "body is not a JSON array of objects".into(),
+                ))
+            }
         }
     } else {
         for (i, line) in text.lines().enumerate() {
@@ -381,14 +556,26 @@ async fn events(
             match serde_json::from_str::<Json_>(line) {
                 Ok(d) if d.is_object() => docs.push(d),
                 Ok(_) => rejected.push(json!({"line": i + 1, "reason": "not a JSON object"})),
-                Err(e) => rejected.push(json!({"line": i + 1, "reason": format!("invalid JSON: {e}")})),
+                Err(e) => {
+                    rejected.push(json!({"line": i + 1, "reason": format!("invalid JSON: {e}")}))
+                }
             }
         }
     }
     store(&s, "api", &peer, &docs, data.len() as u64)?;
-    s.inner.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
-    let status = if docs.is_empty() && !rejected.is_empty() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    Ok((status, Json(json!({"accepted": docs.len(), "rejected": rejected}))).into_response())
+    s.inner
+        .rejected
+        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+    let status = if docs.is_empty() && !rejected.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"accepted": docs.len(), "rejected": rejected})),
+    )
+        .into_response())
 }
 
 async fn hec_event(
@@ -399,19 +586,35 @@ async fn hec_event(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers, Need::Ingest)?;
     if overloaded(&s) {
-        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "server is busy".into()));
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "server is busy".into(),
+        ));
     }
     let data = body_bytes(&s, &headers, &body)?;
     let mut docs = Vec::new();
     // HEC bodies are JSON objects one after another, not always newline
     // separated.
-    for (i, item) in serde_json::Deserializer::from_slice(&data).into_iter::<Json_>().enumerate() {
-        let item = item.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("event {}: invalid JSON: {e}", i + 1)))?;
+    for (i, item) in serde_json::Deserializer::from_slice(&data)
+        .into_iter::<Json_>()
+        .enumerate()
+    {
+        let item = item.map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("event {}: invalid JSON: {e}", i + 1),
+            )
+        })?;
         let mut doc = match item.get("event") {
             Some(Json_::Object(o)) => Json_::Object(o.clone()),
             Some(Json_::String(text)) => json!({"message": text}),
             Some(other) => json!({"message": other.to_string()}),
-            None => return Err(ApiError(StatusCode::BAD_REQUEST, format!("event {}: no 'event' field", i + 1))),
+            None => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("event {}: no 'event' field", i + 1),
+                ))
+            }
         };
         if let Some(o) = doc.as_object_mut() {
             for k in ["host", "source", "sourcetype", "index", "time"] {
@@ -439,7 +642,10 @@ async fn hec_raw(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers, Need::Ingest)?;
     if overloaded(&s) {
-        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "server is busy".into()));
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "server is busy".into(),
+        ));
     }
     let data = body_bytes(&s, &headers, &body)?;
     let docs: Vec<Json_> = String::from_utf8_lossy(&data)
@@ -457,14 +663,24 @@ async fn list_alerts(
     Query(q): Query<AlertQuery>,
 ) -> Result<Json<Json_>, ApiError> {
     authorize(&s, &headers, Need::Read)?;
-    let (alerts, total) = s.inner.db.alerts(&q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let (alerts, total) = s
+        .inner
+        .db
+        .alerts(&q)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     Ok(Json(json!({"total": total, "alerts": alerts})))
 }
 
-async fn get_alert(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Json_>, ApiError> {
+async fn get_alert(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Json_>, ApiError> {
     authorize(&s, &headers, Need::Read)?;
     match s.inner.db.alert(id).map_err(internal)? {
-        Some((alert, events, comments)) => Ok(Json(json!({"alert": alert, "events": events, "comments": comments}))),
+        Some((alert, events, comments)) => Ok(Json(
+            json!({"alert": alert, "events": events, "comments": comments}),
+        )),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no alert {id}"))),
     }
 }
@@ -484,39 +700,79 @@ async fn patch_alert(
     body: Bytes,
 ) -> Result<Json<Json_>, ApiError> {
     let p = authorize(&s, &headers, Need::Triage)?;
-    let patch: AlertPatch = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))?;
+    let patch: AlertPatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))?;
     if let Some(st) = &patch.status {
         if !matches!(st.as_str(), "new" | "acknowledged" | "closed") {
-            return Err(ApiError(StatusCode::BAD_REQUEST, format!("status '{st}' is not new, acknowledged or closed")));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("status '{st}' is not new, acknowledged or closed"),
+            ));
         }
         if st == "closed" && patch.resolution.is_none() {
-            return Err(ApiError(StatusCode::BAD_REQUEST, "closing an alert needs a resolution: true_positive, false_positive or benign".into()));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "closing an alert needs a resolution: true_positive, false_positive or benign"
+                    .into(),
+            ));
         }
     }
     if let Some(r) = &patch.resolution {
         if !matches!(r.as_str(), "true_positive" | "false_positive" | "benign") {
-            return Err(ApiError(StatusCode::BAD_REQUEST, format!("resolution '{r}' is not true_positive, false_positive or benign")));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("resolution '{r}' is not true_positive, false_positive or benign"),
+            ));
         }
         if patch.status.as_deref() != Some("closed") {
-            return Err(ApiError(StatusCode::BAD_REQUEST, "a resolution goes with status closed".into()));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "a resolution goes with status closed".into(),
+            ));
         }
     }
     let found = s
         .inner
         .db
-        .update_alert(id, &p.name, patch.status.as_deref(), patch.resolution.as_deref(), patch.assignee.as_deref())
+        .update_alert(
+            id,
+            &p.name,
+            patch.status.as_deref(),
+            patch.resolution.as_deref(),
+            patch.assignee.as_deref(),
+        )
         .map_err(internal)?;
     if !found {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no alert {id}")));
     }
-    let (alert, _, _) = s.inner.db.alert(id).map_err(internal)?.ok_or_else(|| internal("alert vanished"))?;
+    let (alert, _, _) = s
+        .inner
+        .db
+        .alert(id)
+        .map_err(internal)?
+        .ok_or_else(|| internal("alert vanished"))?;
     Ok(Json(json!({"alert": alert})))
 }
 
-async fn comment(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, body: Bytes) -> Result<Response, ApiError> {
+async fn comment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let p = authorize(&s, &headers, Need::Triage)?;
-    let v: Json_ = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))?;
-    let text = v.get("text").and_then(|t| t.as_str()).filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "body needs a non-empty 'text'".into()))?;
+    let v: Json_ = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))?;
+    let text = v
+        .get("text")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "body needs a non-empty 'text'".into(),
+            )
+        })?;
     if !s.inner.db.comment(id, &p.name, text).map_err(internal)? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no alert {id}")));
     }
@@ -525,7 +781,13 @@ async fn comment(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<i
 
 async fn rules(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Json_>, ApiError> {
     authorize(&s, &headers, Need::Read)?;
-    let rules = s.inner.pipeline.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let rules = s
+        .inner
+        .pipeline
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let failed: Vec<Json_> = rules
         .errors
         .iter()
@@ -537,16 +799,30 @@ async fn rules(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Jso
 async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Json_>, ApiError> {
     let p = authorize(&s, &headers, Need::Admin)?;
     let config = s.inner.config.clone();
-    let rules = tokio::task::spawn_blocking(move || Rules::load(&config)).await.map_err(internal)?.map_err(internal)?;
+    let rules = tokio::task::spawn_blocking(move || Rules::load(&config))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
     let (loaded, failed) = (rules.set.len(), rules.errors.len());
-    *s.inner.pipeline.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
-    s.inner.db.audit(&p.name, "rules.reload", "", &format!("loaded {loaded}, failed {failed}"));
+    *s.inner
+        .pipeline
+        .rules
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    s.inner.db.audit(
+        &p.name,
+        "rules.reload",
+        "",
+        &format!("loaded {loaded}, failed {failed}"),
+    );
     Ok(Json(json!({"loaded": loaded, "failed": failed})))
 }
 
 async fn audit(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Json_>, ApiError> {
     authorize(&s, &headers, Need::Admin)?;
-    Ok(Json(json!({"entries": s.inner.db.audit_log(1000).map_err(internal)?})))
+    Ok(Json(
+        json!({"entries": s.inner.db.audit_log(1000).map_err(internal)?}),
+    ))
 }
 
 async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -556,14 +832,23 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Respon
     let mut out = String::new();
     out.push_str("# TYPE vigil_events_received_total counter\n");
     for (src, (n, _)) in i.received.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        out.push_str(&format!("vigil_events_received_total{{source=\"{src}\"}} {n}\n"));
+        out.push_str(&format!(
+            "vigil_events_received_total{{source=\"{src}\"}} {n}\n"
+        ));
     }
     out.push_str("# TYPE vigil_bytes_received_total counter\n");
     for (src, (_, b)) in i.received.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        out.push_str(&format!("vigil_bytes_received_total{{source=\"{src}\"}} {b}\n"));
+        out.push_str(&format!(
+            "vigil_bytes_received_total{{source=\"{src}\"}} {b}\n"
+        ));
     }
     let samples = c.latency_samples.load(Ordering::Relaxed);
-    let rules = i.pipeline.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let rules = i
+        .pipeline
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     out.push_str(&format!(
         "# TYPE vigil_events_rejected_total counter\nvigil_events_rejected_total {}\n\
          # TYPE vigil_backlog_events gauge\nvigil_backlog_events {}\n\

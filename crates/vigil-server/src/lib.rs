@@ -42,27 +42,34 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
-    eprintln!("vigil: listening on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    eprintln!(
+        "vigil: listening on http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     let shutdown_state = state.clone();
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
             }
-            #[cfg(not(unix))]
-            {
-                let _ = ctrl_c.await;
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     shutdown_state.shutdown();
     Ok(())
 }

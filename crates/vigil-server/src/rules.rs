@@ -13,16 +13,25 @@ use vigil_sigma::{rule::parse_file, Document, Placeholders, RuleError};
 /// # Errors
 /// I/O and syntax errors, with the file and line.
 pub fn read_placeholders(path: &Path) -> Result<Placeholders, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading placeholders {}: {e}", path.display()))?;
-    let docs = parse_documents(&text).map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.message))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading placeholders {}: {e}", path.display()))?;
+    let docs = parse_documents(&text)
+        .map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.message))?;
     let mut out = HashMap::new();
     if let Some(map) = docs.first().and_then(|d| d.as_map()) {
         for (k, v) in map {
             let values = match &v.kind {
-                NodeKind::Seq(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+                NodeKind::Seq(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
                 NodeKind::Scalar { text, .. } => vec![text.clone()],
                 NodeKind::Map(_) => {
-                    return Err(format!("{}:{}: placeholder values must be a list", path.display(), v.line))
+                    return Err(format!(
+                        "{}:{}: placeholder values must be a list",
+                        path.display(),
+                        v.line
+                    ))
                 }
             };
             out.insert(k.as_str().unwrap_or_default().to_string(), values);

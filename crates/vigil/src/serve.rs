@@ -29,7 +29,8 @@ pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
         None => Ok(Config::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
         }
     }
@@ -46,8 +47,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.rules.is_empty() {
         config.rules = args.rules;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(vigil_server::serve(config)).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(vigil_server::serve(config))
+        .map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -116,7 +121,8 @@ pub enum TokensCommand {
 }
 
 fn role(s: &str) -> anyhow::Result<Role> {
-    Role::parse(s).ok_or_else(|| anyhow::anyhow!("unknown role '{s}' (admin, analyst, viewer, ingest)"))
+    Role::parse(s)
+        .ok_or_else(|| anyhow::anyhow!("unknown role '{s}' (admin, analyst, viewer, ingest)"))
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -129,12 +135,19 @@ pub fn users(c: UsersCommand) -> anyhow::Result<ExitCode> {
     match c {
         UsersCommand::Add { name, role: r, db } => {
             let r = role(&r)?;
-            anyhow::ensure!(r != Role::Ingest, "ingest is for tokens; use `vigil tokens create`");
-            db.open()?.add_user(&name, r, &read_password()?).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                r != Role::Ingest,
+                "ingest is for tokens; use `vigil tokens create`"
+            );
+            db.open()?
+                .add_user(&name, r, &read_password()?)
+                .map_err(anyhow::Error::msg)?;
             println!("added {name} ({})", r.as_str());
         }
         UsersCommand::Passwd { name, db } => {
-            db.open()?.set_password(&name, &read_password()?).map_err(anyhow::Error::msg)?;
+            db.open()?
+                .set_password(&name, &read_password()?)
+                .map_err(anyhow::Error::msg)?;
             println!("password of {name} changed");
         }
         UsersCommand::List { db } => {
@@ -149,7 +162,10 @@ pub fn users(c: UsersCommand) -> anyhow::Result<ExitCode> {
 pub fn tokens(c: TokensCommand) -> anyhow::Result<ExitCode> {
     match c {
         TokensCommand::Create { name, role: r, db } => {
-            let t = db.open()?.create_token(&name, role(&r)?).map_err(anyhow::Error::msg)?;
+            let t = db
+                .open()?
+                .create_token(&name, role(&r)?)
+                .map_err(anyhow::Error::msg)?;
             println!("{t}");
         }
         TokensCommand::List { db } => {

@@ -1,0 +1,470 @@
+//! End-to-end tests over real sockets: a server on a loopback port, a
+//! plain HTTP/1.1 client, the database and log in a temporary directory.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use vigil_server::auth::Role;
+use vigil_server::db::Db;
+use vigil_server::{app, AppState, Config, ROUTES};
+
+struct Server {
+    addr: SocketAddr,
+    admin: String,
+    state: AppState,
+    _rt: tokio::runtime::Runtime,
+}
+
+const RULE: &str = "title: Logon failure admin\nid: rule-4625\nlevel: medium\ntags: [attack.credential-access]\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625, TargetUserName|startswith: adm}\n  condition: sel\n";
+
+fn start(dir: &Path) -> Server {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("r.yml"), RULE).unwrap();
+    let config = Config {
+        data_dir: dir.join("data"),
+        rules: vec![rules],
+        ..Config::default()
+    };
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let db = Arc::new(Db::open(&config.data_dir.join("vigil.db")).unwrap());
+    let _ = db.ensure_admin().unwrap();
+    let admin = db.create_token("test-admin", Role::Admin).unwrap();
+    let state = AppState::start(config, db).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(state.clone());
+    rt.spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Server {
+        addr,
+        admin,
+        state,
+        _rt: rt,
+    }
+}
+
+/// Sends one request; returns status and body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    // Undo chunked encoding, if any.
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body.as_str();
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("condition not met in 5 s");
+}
+
+fn winlogbeat(user: &str, host: &str) -> String {
+    format!("{{\"@timestamp\":\"2026-11-20T10:01:00.000Z\",\"winlog\":{{\"channel\":\"Security\",\"event_id\":4625,\"computer_name\":\"{host}\",\"event_data\":{{\"TargetUserName\":\"{user}\"}}}}}}")
+}
+
+fn alerts(s: &Server, query: &str) -> serde_json::Value {
+    let (st, body) = http(
+        s.addr,
+        "GET",
+        &format!("/api/v1/alerts{query}"),
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn bulk_from_a_shipper_raises_an_alert_and_folds_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let ingest = s.state_token(Role::Ingest);
+    let body = format!(
+        "{{\"index\":{{\"_index\":\"winlogbeat-8\"}}}}\n{}\n{{\"create\":{{}}}}\n{}\n{{\"index\":{{}}}}\n{}\n",
+        winlogbeat("admin_jo", "dc01"),
+        winlogbeat("admin_jo", "dc01"),
+        winlogbeat("bob", "dc01")
+    );
+    let (st, resp) = http(
+        s.addr,
+        "POST",
+        "/_bulk",
+        Some(&bearer(&ingest)),
+        body.as_bytes(),
+        &[("Content-Type", "application/x-ndjson")],
+    );
+    assert_eq!(st, 200, "{resp}");
+    let r: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(r["errors"], false);
+    assert_eq!(r["items"].as_array().unwrap().len(), 3);
+    assert_eq!(r["items"][1]["create"]["status"], 201);
+    wait_for(|| alerts(&s, "")["total"] == 1 && alerts(&s, "")["alerts"][0]["count"] == 2);
+    let a = &alerts(&s, "")["alerts"][0];
+    assert_eq!(a["rule_id"], "rule-4625");
+    assert_eq!(a["group"], "dc01");
+    assert_eq!(a["status"], "new");
+    assert_eq!(
+        a["matched_fields"],
+        serde_json::json!(["EventID", "TargetUserName"])
+    );
+    // Filters and paging.
+    assert_eq!(alerts(&s, "?status=closed")["total"], 0);
+    assert_eq!(
+        alerts(&s, "?host=dc01&level=medium&limit=1")["alerts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (st, _) = http(
+        s.addr,
+        "GET",
+        "/api/v1/alerts?sort=bogus",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    assert_eq!(st, 400);
+}
+
+#[test]
+fn gzip_bulk_and_per_item_errors() {
+    use flate2::write::GzEncoder;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let body = format!(
+        "{{\"index\":{{}}}}\n{}\n{{\"index\":{{}}}}\nnot json\n{{\"delete\":{{\"_id\":\"1\"}}}}\n",
+        winlogbeat("adm1", "h")
+    );
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(body.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let (st, resp) = http(
+        s.addr,
+        "POST",
+        "/idx/_bulk",
+        Some(&bearer(&s.admin)),
+        &gz,
+        &[("Content-Encoding", "gzip")],
+    );
+    assert_eq!(st, 200, "{resp}");
+    let r: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(r["errors"], true);
+    let statuses: Vec<i64> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i.as_object().unwrap().values().next().unwrap()["status"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, vec![201, 400, 400]);
+    assert_eq!(r["items"][0]["index"]["_index"], "idx");
+    wait_for(|| alerts(&s, "")["total"] == 1);
+}
+
+#[test]
+fn hec_and_events_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let t = s.state_token(Role::Ingest);
+    let hec = format!("{{\"time\": 1700000000, \"host\": \"dc02\", \"event\": {}}}{{\"event\": \"plain text line\"}}", winlogbeat("adm2", "dc02"));
+    let (st, resp) = http(
+        s.addr,
+        "POST",
+        "/services/collector/event",
+        Some(&format!("Splunk {t}")),
+        hec.as_bytes(),
+        &[],
+    );
+    assert_eq!(
+        (st, resp.as_str()),
+        (200, "{\"text\":\"Success\",\"code\":0}")
+    );
+    let (st, resp) = http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&t)),
+        format!("{}\n{{broken\n", winlogbeat("adm3", "dc03")).as_bytes(),
+        &[],
+    );
+    assert_eq!(st, 200);
+    let r: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(r["accepted"], 1);
+    assert_eq!(r["rejected"][0]["line"], 2);
+    let (st, _) = http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&t)),
+        b"[{\"a\":1}, 2]",
+        &[],
+    );
+    assert_eq!(st, 200);
+    wait_for(|| alerts(&s, "")["total"] == 2);
+}
+
+#[test]
+fn triage_comments_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        winlogbeat("adm", "h1").as_bytes(),
+        &[],
+    );
+    wait_for(|| alerts(&s, "")["total"] == 1);
+    let id = alerts(&s, "")["alerts"][0]["id"].as_i64().unwrap();
+    let analyst = s.state_token(Role::Analyst);
+    let path = format!("/api/v1/alerts/{id}");
+    let (st, body) = http(
+        s.addr,
+        "PATCH",
+        &path,
+        Some(&bearer(&analyst)),
+        br#"{"status": "closed"}"#,
+        &[],
+    );
+    assert_eq!(st, 400, "closing needs a resolution: {body}");
+    let (st, _) = http(
+        s.addr,
+        "PATCH",
+        &path,
+        Some(&bearer(&analyst)),
+        br#"{"status": "acknowledged", "assignee": "jo"}"#,
+        &[],
+    );
+    assert_eq!(st, 200);
+    let (st, body) = http(
+        s.addr,
+        "PATCH",
+        &path,
+        Some(&bearer(&analyst)),
+        br#"{"status": "closed", "resolution": "false_positive"}"#,
+        &[],
+    );
+    assert_eq!(st, 200, "{body}");
+    let (st, _) = http(
+        s.addr,
+        "POST",
+        &format!("{path}/comments"),
+        Some(&bearer(&analyst)),
+        br#"{"text": "service account, known"}"#,
+        &[],
+    );
+    assert_eq!(st, 201);
+    let (st, body) = http(s.addr, "GET", &path, Some(&bearer(&analyst)), b"", &[]);
+    assert_eq!(st, 200);
+    let one: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(one["alert"]["status"], "closed");
+    assert_eq!(one["alert"]["resolution"], "false_positive");
+    assert_eq!(one["alert"]["assignee"], "jo");
+    assert_eq!(one["comments"][0]["text"], "service account, known");
+    assert_eq!(one["events"].as_array().unwrap().len(), 1);
+    let (st, body) = http(
+        s.addr,
+        "GET",
+        "/api/v1/audit",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    assert_eq!(st, 200);
+    let actions: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "alert.update").count(), 2);
+    assert!(actions.contains(&"alert.comment".to_string()));
+    // A closed alert does not absorb new matches: a new one opens.
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        winlogbeat("adm", "h1").as_bytes(),
+        &[],
+    );
+    wait_for(|| alerts(&s, "")["total"] == 2);
+}
+
+/// Every route refuses a request without credentials (but /healthz), and
+/// each role is refused where it has no business.
+#[test]
+fn every_route_is_authenticated_and_roles_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let tokens = [
+        (Role::Ingest, s.state_token(Role::Ingest)),
+        (Role::Viewer, s.state_token(Role::Viewer)),
+        (Role::Analyst, s.state_token(Role::Analyst)),
+    ];
+    for r in ROUTES {
+        let path = r.path.replace("{index}", "x").replace("{id}", "1");
+        let (st, _) = http(s.addr, r.method, &path, None, b"", &[]);
+        match r.need {
+            None => assert_eq!(st, 200, "{} {}", r.method, r.path),
+            Some(need) => {
+                assert_eq!(st, 401, "{} {} without credentials", r.method, r.path);
+                let (st, _) = http(
+                    s.addr,
+                    r.method,
+                    &path,
+                    Some("Bearer vgl_nope_nope"),
+                    b"",
+                    &[],
+                );
+                assert_eq!(st, 401, "{} {} with a bad token", r.method, r.path);
+                for (role, t) in &tokens {
+                    let (st, _) = http(s.addr, r.method, &path, Some(&bearer(t)), b"", &[]);
+                    if role.allows(need) {
+                        assert_ne!(st, 401, "{} {} as {role:?}", r.method, r.path);
+                        assert_ne!(st, 403, "{} {} as {role:?}", r.method, r.path);
+                    } else {
+                        assert_eq!(st, 403, "{} {} as {role:?}", r.method, r.path);
+                    }
+                }
+            }
+        }
+    }
+    // Basic auth with the first admin's password works; a wrong one not.
+    let (st, _) = http(
+        s.addr,
+        "GET",
+        "/api/v1/alerts",
+        Some("Basic YWRtaW46d3Jvbmc="),
+        b"",
+        &[],
+    );
+    assert_eq!(st, 401);
+}
+
+/// A restart keeps alerts, and events stored but not yet detected (here
+/// written to the log while no server ran) are detected on start.
+#[test]
+fn restart_keeps_alerts_and_detects_unprocessed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = start(dir.path());
+        http(
+            s.addr,
+            "POST",
+            "/api/v1/events",
+            Some(&bearer(&s.admin)),
+            winlogbeat("adm", "h1").as_bytes(),
+            &[],
+        );
+        wait_for(|| alerts(&s, "")["total"] == 1);
+        s.state.shutdown();
+    }
+    {
+        let (wal, _) =
+            vigil_store::wal::Wal::open(&dir.path().join("data/wal"), Default::default()).unwrap();
+        let rec = serde_json::json!({"t": 0, "l": "api", "p": "test", "e": serde_json::from_str::<serde_json::Value>(&winlogbeat("adm", "h2")).unwrap()});
+        wal.append(&[serde_json::to_vec(&rec).unwrap()]).unwrap();
+    }
+    let s = start(dir.path());
+    wait_for(|| alerts(&s, "")["total"] == 2);
+    assert_eq!(alerts(&s, "?host=h1")["alerts"][0]["count"], 1);
+}
+
+#[test]
+fn openapi_lists_every_route() {
+    let doc = vigil_server::openapi_document();
+    for r in ROUTES {
+        assert!(
+            doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+}
+
+impl Server {
+    fn state_token(&self, role: Role) -> String {
+        // Tokens are created through the database, as `vigil tokens create` does.
+        let db = Db::open(&self.state_db_path()).unwrap();
+        db.create_token("test", role).unwrap()
+    }
+
+    fn state_db_path(&self) -> std::path::PathBuf {
+        self.state.data_dir().join("vigil.db")
+    }
+}
