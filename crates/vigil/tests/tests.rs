@@ -4,4 +4,5 @@
 mod corpus;
 mod hunt;
 mod rules;
+mod serve;
 mod util;
