@@ -12,6 +12,8 @@ fn vigil_cmd() -> Command {
 }
 
 /// Starts the server; returns it and its address (read from its log).
+/// The caller kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn start(dir: &std::path::Path) -> (Child, String) {
     let mut child = vigil_cmd()
         .args(["serve", "--config"])
