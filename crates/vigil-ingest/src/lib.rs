@@ -12,6 +12,7 @@ pub mod evtx;
 pub mod evtx_json;
 pub mod fieldmap;
 pub mod json;
+pub mod syslog;
 pub mod winlog;
 
 use std::fmt;

@@ -26,6 +26,37 @@ pub struct Config {
     pub alert_window_secs: u64,
     /// The event field whose value groups alerts (default: the host).
     pub alert_group_field: String,
+    /// Syslog listeners (none by default).
+    pub syslog: Vec<SyslogListener>,
+}
+
+/// A syslog listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogListener {
+    /// Address to listen on, e.g. `127.0.0.1:5514`.
+    pub listen: String,
+    /// `udp`, `tcp` (newline or octet-counted framing) or `tls`.
+    pub protocol: SyslogProtocol,
+    /// PEM certificate chain (for `tls`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (for `tls`).
+    pub tls_key: Option<PathBuf>,
+    /// The product the senders are (`linux`, …): Sigma rules of another
+    /// product then never match their events.
+    pub product: Option<String>,
+}
+
+/// Syslog transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    /// UDP datagrams, one message each.
+    Udp,
+    /// TCP, RFC 6587 framing.
+    Tcp,
+    /// TCP with TLS (rustls).
+    Tls,
 }
 
 impl Default for Config {
@@ -39,6 +70,7 @@ impl Default for Config {
             max_backlog_events: 1_000_000,
             alert_window_secs: 600,
             alert_group_field: "Computer".into(),
+            syslog: Vec::new(),
         }
     }
 }
@@ -74,5 +106,11 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.alert_window_secs, 60);
         assert!(Config::parse("lisen = 1").unwrap_err().contains("lisen"));
+        let c = Config::parse(
+            "[[syslog]]\nlisten = \"127.0.0.1:5514\"\nprotocol = \"udp\"\nproduct = \"linux\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.syslog[0].protocol, SyslogProtocol::Udp);
+        assert!(Config::parse("[[syslog]]\nlisten = \"x\"\nprotocol = \"quic\"\n").is_err());
     }
 }

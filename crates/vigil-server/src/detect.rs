@@ -159,6 +159,9 @@ impl Pipeline {
                 let doc = rec.get("e").cloned().unwrap_or(serde_json::Value::Null);
                 let mut event = vigil_ingest::json::event_from_json(&doc);
                 event.meta.source = rec.get("l").and_then(|l| l.as_str()).map(Into::into);
+                if let Some(p) = rec.get("prod").and_then(|p| p.as_str()) {
+                    event.meta.product = Some(p.into());
+                }
                 let hits: Vec<usize> = rules
                     .set
                     .matches(&event, &mut scratch)

@@ -32,6 +32,7 @@ struct Inner {
     pipeline: Arc<Pipeline>,
     received: Mutex<HashMap<&'static str, (u64, u64)>>,
     rejected: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl AppState {
@@ -58,6 +59,7 @@ impl AppState {
                 pipeline,
                 received: Mutex::new(HashMap::new()),
                 rejected: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
             }),
         })
     }
@@ -343,7 +345,8 @@ fn body_bytes(s: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// Stores events in the log; returns once they are durable.
+/// Stores events in the log; returns once they are durable. Blocks (it
+/// waits for `fsync`), so async callers go through `block_in_place`.
 fn store(
     s: &AppState,
     listener: &'static str,
@@ -351,31 +354,65 @@ fn store(
     docs: &[Json_],
     bytes: u64,
 ) -> Result<(), ApiError> {
-    if docs.is_empty() {
-        return Ok(());
+    tokio::task::block_in_place(|| s.store_events(listener, &peer.to_string(), docs, bytes, None))
+        .map_err(internal)
+}
+
+impl AppState {
+    /// Appends events to the log (durably) and wakes detection.
+    ///
+    /// # Errors
+    /// The log's write or sync failed: nothing of the batch may be
+    /// acknowledged.
+    pub fn store_events(
+        &self,
+        listener: &'static str,
+        peer: &str,
+        docs: &[Json_],
+        bytes: u64,
+        product: Option<&str>,
+    ) -> Result<(), String> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let t = now_ns();
+        let records: Vec<Vec<u8>> = docs
+            .iter()
+            .map(|d| {
+                serde_json::to_vec(&json!({"t": t, "l": listener, "p": peer, "tenant": "default", "prod": product, "e": d}))
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.inner
+            .pipeline
+            .wal
+            .append(&records)
+            .map_err(|e| e.to_string())?;
+        self.inner.pipeline.notify();
+        let mut rec = self
+            .inner
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let e = rec.entry(listener).or_default();
+        e.0 += docs.len() as u64;
+        e.1 += bytes;
+        Ok(())
     }
-    let t = now_ns();
-    let peer = peer.to_string();
-    let records: Vec<Vec<u8>> = docs
-        .iter()
-        .map(|d| {
-            serde_json::to_vec(
-                &json!({"t": t, "l": listener, "p": peer, "tenant": "default", "e": d}),
-            )
-            .unwrap_or_default()
-        })
-        .collect();
-    s.inner.pipeline.wal.append(&records).map_err(internal)?;
-    s.inner.pipeline.notify();
-    let mut rec = s.inner.received.lock().unwrap_or_else(|e| e.into_inner());
-    let e = rec.entry(listener).or_default();
-    e.0 += docs.len() as u64;
-    e.1 += bytes;
-    Ok(())
+
+    /// Whether ingest should push back (detection is too far behind).
+    pub fn overloaded(&self) -> bool {
+        self.inner.pipeline.backlog() > self.inner.config.max_backlog_events
+    }
+
+    /// Counts events dropped at a UDP listener.
+    pub fn count_dropped(&self, n: u64) {
+        self.inner.dropped.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 fn overloaded(s: &AppState) -> bool {
-    s.inner.pipeline.backlog() > s.inner.config.max_backlog_events
+    s.overloaded()
 }
 
 async fn bulk(
@@ -851,6 +888,7 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Respon
         .clone();
     out.push_str(&format!(
         "# TYPE vigil_events_rejected_total counter\nvigil_events_rejected_total {}\n\
+         # TYPE vigil_events_dropped_total counter\nvigil_events_dropped_total {}\n\
          # TYPE vigil_backlog_events gauge\nvigil_backlog_events {}\n\
          # TYPE vigil_events_detected_total counter\nvigil_events_detected_total {}\n\
          # TYPE vigil_alert_matches_total counter\nvigil_alert_matches_total {}\n\
@@ -859,6 +897,7 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Respon
          # TYPE vigil_detection_latency_max_seconds gauge\nvigil_detection_latency_max_seconds {}\n\
          # TYPE vigil_rules_loaded gauge\nvigil_rules_loaded {}\n# TYPE vigil_rules_failed gauge\nvigil_rules_failed {}\n",
         i.rejected.load(Ordering::Relaxed),
+        i.dropped.load(Ordering::Relaxed),
         i.pipeline.backlog(),
         c.events_detected.load(Ordering::Relaxed),
         c.matches.load(Ordering::Relaxed),

@@ -18,6 +18,7 @@ pub mod db;
 mod detect;
 mod http;
 pub mod rules;
+pub mod syslog;
 
 pub use config::Config;
 pub use http::{app, openapi_document, AppState, RouteDoc, ROUTES};
@@ -39,6 +40,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
         eprintln!("vigil: (this is shown once; change it with `vigil users passwd admin`)");
     }
     let state = AppState::start(config.clone(), Arc::new(db))?;
+    for (l, addr) in config
+        .syslog
+        .iter()
+        .zip(syslog::spawn_all(&config.syslog, state.clone()).await?)
+    {
+        eprintln!("vigil: syslog {:?} listening on {addr}", l.protocol);
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;

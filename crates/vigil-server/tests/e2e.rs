@@ -19,12 +19,23 @@ struct Server {
 const RULE: &str = "title: Logon failure admin\nid: rule-4625\nlevel: medium\ntags: [attack.credential-access]\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625, TargetUserName|startswith: adm}\n  condition: sel\n";
 
 fn start(dir: &Path) -> Server {
+    start_with(dir, Vec::new()).0
+}
+
+const SYSLOG_RULE: &str = "title: su to root failed\nid: rule-su\nlevel: high\nlogsource: {product: linux}\ndetection:\n  keywords: [\"'su root' failed\"]\n  condition: keywords\n";
+
+fn start_with(
+    dir: &Path,
+    syslog: Vec<vigil_server::config::SyslogListener>,
+) -> (Server, Vec<SocketAddr>) {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("r.yml"), RULE).unwrap();
+    std::fs::write(rules.join("su.yml"), SYSLOG_RULE).unwrap();
     let config = Config {
         data_dir: dir.join("data"),
         rules: vec![rules],
+        syslog: syslog.clone(),
         ..Config::default()
     };
     std::fs::create_dir_all(&config.data_dir).unwrap();
@@ -50,12 +61,18 @@ fn start(dir: &Path) -> Server {
         .await
         .unwrap();
     });
-    Server {
-        addr,
-        admin,
-        state,
-        _rt: rt,
-    }
+    let syslog_addrs = rt
+        .block_on(vigil_server::syslog::spawn_all(&syslog, state.clone()))
+        .unwrap();
+    (
+        Server {
+            addr,
+            admin,
+            state,
+            _rt: rt,
+        },
+        syslog_addrs,
+    )
 }
 
 /// Sends one request; returns status and body.
@@ -467,4 +484,105 @@ impl Server {
     fn state_db_path(&self) -> std::path::PathBuf {
         self.state.data_dir().join("vigil.db")
     }
+}
+
+fn listener(
+    protocol: vigil_server::config::SyslogProtocol,
+    tls: Option<(&Path, &Path)>,
+) -> vigil_server::config::SyslogListener {
+    vigil_server::config::SyslogListener {
+        listen: "127.0.0.1:0".into(),
+        protocol,
+        tls_cert: tls.map(|t| t.0.to_path_buf()),
+        tls_key: tls.map(|t| t.1.to_path_buf()),
+        product: Some("linux".into()),
+    }
+}
+
+#[test]
+fn syslog_over_udp_tcp_and_tls_raises_alerts() {
+    use vigil_server::config::SyslogProtocol::*;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = ck.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (s, addrs) = start_with(
+        dir.path(),
+        vec![
+            listener(Udp, None),
+            listener(Tcp, None),
+            listener(Tls, Some((&cert, &key))),
+        ],
+    );
+
+    // UDP: one RFC 3164 datagram.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(
+        b"<34>Oct 11 22:14:15 host-udp su[1]: 'su root' failed for lonvick",
+        addrs[0],
+    )
+    .unwrap();
+    wait_for(|| {
+        alerts(&s, "?host=-")["total"].as_i64().unwrap_or(0) >= 1
+            || alerts(&s, "?rule=rule-su")["total"] == 1
+    });
+
+    // TCP: newline framing and octet counting on one connection.
+    let mut tcp = TcpStream::connect(addrs[1]).unwrap();
+    let framed = "<34>1 2026-11-20T10:00:00Z host-tcp su 2 - - 'su root' failed (octet)";
+    tcp.write_all(
+        format!(
+            "<34>Oct 11 22:14:16 host-tcp su: 'su root' failed (newline)\n{} {framed}",
+            framed.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    drop(tcp);
+
+    // TLS.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addrs[2]).await.unwrap();
+        let mut tls = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"<34>Oct 11 22:14:17 host-tls su: 'su root' failed (tls)\n")
+            .await
+            .unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    // All four messages match; the rule's alerts group by host, and
+    // syslog events have no `Computer`, so they fold into one alert.
+    wait_for(|| alerts(&s, "?rule=rule-su")["alerts"][0]["count"] == 4);
+    let (st, m) = http(s.addr, "GET", "/metrics", Some(&bearer(&s.admin)), b"", &[]);
+    assert_eq!(st, 200);
+    assert!(
+        m.contains("vigil_events_received_total{source=\"syslog-udp\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("vigil_events_received_total{source=\"syslog-tcp\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("vigil_events_received_total{source=\"syslog-tls\"} 1"),
+        "{m}"
+    );
 }
