@@ -173,10 +173,22 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Elasticsearch bulk API: index/create actions, NDJSON, gzip; per-item results",
     },
     RouteDoc {
+        method: "PUT",
+        path: "/_bulk",
+        need: Some(Need::Ingest),
+        summary: "Elasticsearch bulk API (PUT, as the official clients send it)",
+    },
+    RouteDoc {
         method: "POST",
         path: "/{index}/_bulk",
         need: Some(Need::Ingest),
         summary: "Elasticsearch bulk API with a default index",
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/{index}/_bulk",
+        need: Some(Need::Ingest),
+        summary: "Elasticsearch bulk API with a default index (PUT)",
     },
     RouteDoc {
         method: "POST",
@@ -259,8 +271,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(es_info).head(es_info))
         .route("/_license", get(es_license))
-        .route("/_bulk", post(bulk))
-        .route("/{index}/_bulk", post(bulk_index))
+        // The bulk API takes POST and PUT (the official Python client PUTs).
+        .route("/_bulk", post(bulk).put(bulk))
+        .route("/{index}/_bulk", post(bulk_index).put(bulk_index))
         .route("/services/collector/event", post(hec_event))
         .route("/services/collector", post(hec_event))
         .route("/services/collector/raw", post(hec_raw))
