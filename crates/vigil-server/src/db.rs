@@ -427,54 +427,97 @@ impl Db {
     }
 
     /// Folds matches into alerts and moves the checkpoint, in one
-    /// transaction.
+    /// transaction. A match joins the open alert of its rule and group
+    /// whose last match is at most `window_ns` before it; otherwise it
+    /// opens a new alert. Matches are grouped first, so a batch costs one
+    /// lookup and one update per alert, not per match.
     pub fn fold(&self, matches: &[NewMatch], window_ns: i64, next_seq: u64) -> Result<(), String> {
+        let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&NewMatch>> =
+            std::collections::BTreeMap::new();
+        for m in matches {
+            groups
+                .entry((&m.rule_id, &m.group_key))
+                .or_default()
+                .push(m);
+        }
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| e.to_string())?;
-        for m in matches {
-            let open: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT id, count FROM alerts WHERE rule_id = ?1 AND group_key = ?2 AND status != 'closed' AND last_seen >= ?3 ORDER BY last_seen DESC LIMIT 1",
-                    params![m.rule_id, m.group_key, m.ts - window_ns],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+        for ((rule_id, group_key), mut ms) in groups {
+            ms.sort_by_key(|m| m.ts);
+            // The alert being extended: id, first, last, count, events kept.
+            let mut current: Option<(i64, i64, i64, i64, i64)> = None;
+            let flush = |tx: &rusqlite::Transaction<'_>,
+                         c: &(i64, i64, i64, i64, i64)|
+             -> Result<(), String> {
+                tx.execute(
+                    "UPDATE alerts SET count = ?2, first_seen = ?3, last_seen = ?4 WHERE id = ?1",
+                    params![c.0, c.3, c.1, c.2],
                 )
-                .optional()
-                .map_err(|e| e.to_string())?;
-            let id = match open {
-                Some((id, count)) => {
-                    tx.execute(
-                        "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, ?2), first_seen = MIN(first_seen, ?2) WHERE id = ?1",
-                        params![id, m.ts],
-                    )
-                    .map_err(|e| e.to_string())?;
-                    if count >= EVENTS_PER_ALERT {
-                        continue;
-                    }
-                    id
-                }
-                None => {
-                    tx.execute(
-                        "INSERT INTO alerts (rule_id, rule_title, level, tags, group_key, first_seen, last_seen, count, status, matched_fields, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, 'new', ?7, ?8)",
-                        params![
-                            m.rule_id,
-                            m.rule_title,
-                            m.level,
-                            serde_json::to_string(&m.tags).unwrap_or_default(),
-                            m.group_key,
-                            m.ts,
-                            serde_json::to_string(&m.matched_fields).unwrap_or_default(),
-                            m.event
-                        ],
-                    )
-                    .map_err(|e| e.to_string())?;
-                    tx.last_insert_rowid()
-                }
+                .map(|_| ())
+                .map_err(|e| e.to_string())
             };
-            tx.execute(
-                "INSERT OR IGNORE INTO alert_events (alert_id, seq, event) VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM alert_events WHERE alert_id = ?1), ?2)",
-                params![id, m.event],
-            )
-            .map_err(|e| e.to_string())?;
+            for m in ms {
+                let joins = current.as_ref().is_some_and(|c| m.ts - c.2 <= window_ns);
+                if !joins {
+                    if let Some(c) = current.take() {
+                        flush(&tx, &c)?;
+                    }
+                    let open: Option<(i64, i64, i64, i64)> = tx
+                        .query_row(
+                            "SELECT id, first_seen, last_seen, count FROM alerts WHERE rule_id = ?1 AND group_key = ?2 AND status != 'closed' AND last_seen >= ?3 ORDER BY last_seen DESC LIMIT 1",
+                            params![rule_id, group_key, m.ts - window_ns],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        )
+                        .optional()
+                        .map_err(|e| e.to_string())?;
+                    current = Some(match open {
+                        Some((id, first, last, count)) => {
+                            let kept: i64 = tx
+                                .query_row(
+                                    "SELECT COUNT(*) FROM alert_events WHERE alert_id = ?1",
+                                    params![id],
+                                    |r| r.get(0),
+                                )
+                                .map_err(|e| e.to_string())?;
+                            (id, first.min(m.ts), last.max(m.ts), count + 1, kept)
+                        }
+                        None => {
+                            tx.execute(
+                                "INSERT INTO alerts (rule_id, rule_title, level, tags, group_key, first_seen, last_seen, count, status, matched_fields, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, 'new', ?7, ?8)",
+                                params![
+                                    m.rule_id,
+                                    m.rule_title,
+                                    m.level,
+                                    serde_json::to_string(&m.tags).unwrap_or_default(),
+                                    m.group_key,
+                                    m.ts,
+                                    serde_json::to_string(&m.matched_fields).unwrap_or_default(),
+                                    m.event
+                                ],
+                            )
+                            .map_err(|e| e.to_string())?;
+                            (tx.last_insert_rowid(), m.ts, m.ts, 1, 0)
+                        }
+                    });
+                } else if let Some(c) = current.as_mut() {
+                    c.1 = c.1.min(m.ts);
+                    c.2 = c.2.max(m.ts);
+                    c.3 += 1;
+                }
+                if let Some(c) = current.as_mut() {
+                    if c.4 < EVENTS_PER_ALERT {
+                        c.4 += 1;
+                        tx.execute(
+                            "INSERT INTO alert_events (alert_id, seq, event) VALUES (?1, ?2, ?3)",
+                            params![c.0, c.4, m.event],
+                        )
+                        .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            if let Some(c) = current {
+                flush(&tx, &c)?;
+            }
         }
         tx.execute(
             "INSERT INTO state (k, v) VALUES ('detected_up_to', ?1) ON CONFLICT(k) DO UPDATE SET v = ?1",

@@ -4,6 +4,7 @@
 use crate::db::{Db, NewMatch};
 use crate::rules::load_rules;
 use crate::Config;
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -60,6 +61,30 @@ pub struct Counters {
     pub latency_us_max: AtomicU64,
     /// Records that could not be decoded (counted, reported in the log).
     pub bad_records: AtomicU64,
+    /// A uniform sample of event-to-alert latencies (microseconds), for
+    /// percentiles.
+    pub latency_sample: Mutex<Vec<u64>>,
+}
+
+/// Latencies kept for percentiles (reservoir sampling past this).
+const LATENCY_SAMPLE: usize = 100_000;
+
+impl Counters {
+    /// p50 and p99 of the sampled event-to-alert latencies, in seconds.
+    pub fn latency_percentiles(&self) -> Option<(f64, f64)> {
+        let mut v = self
+            .latency_sample
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at =
+            |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1e6;
+        Some((at(0.50), at(0.99)))
+    }
 }
 
 /// The running pipeline.
@@ -120,7 +145,6 @@ impl Pipeline {
     }
 
     fn run(&self, db: &Db, window_ns: i64, group_field: &str) {
-        let mut scratch = Scratch::default();
         loop {
             let from = self.detected_up_to.load(Ordering::SeqCst);
             let records = match self.wal.read_range(from, 5_000) {
@@ -147,63 +171,62 @@ impl Pipeline {
                 continue;
             }
             let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let next = records.last().map(|(s, _)| s + 1).unwrap_or(from);
+            // Decoding and matching run on every core; folding into alerts
+            // then runs in log order.
+            let per_record: Vec<Option<Vec<(NewMatch, i64)>>> = records
+                .par_iter()
+                .map(|(_, payload)| detect_one(&rules, payload, group_field))
+                .collect();
             let mut matches = Vec::new();
             let mut latencies = Vec::new();
-            let next = records.last().map(|(s, _)| s + 1).unwrap_or(from);
-            for (_, payload) in &records {
-                let Ok(rec) = serde_json::from_slice::<serde_json::Value>(payload) else {
-                    self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let received = rec.get("t").and_then(|t| t.as_i64()).unwrap_or(0);
-                let doc = rec.get("e").cloned().unwrap_or(serde_json::Value::Null);
-                let mut event = vigil_ingest::json::event_from_json(&doc);
-                event.meta.source = rec.get("l").and_then(|l| l.as_str()).map(Into::into);
-                if let Some(p) = rec.get("prod").and_then(|p| p.as_str()) {
-                    event.meta.product = Some(p.into());
-                }
-                let hits: Vec<usize> = rules
-                    .set
-                    .matches(&event, &mut scratch)
-                    .iter()
-                    .map(|m| m.rule)
-                    .collect();
-                for r in hits {
-                    let rule = rules.set.rule(r);
-                    let ts = event_time(&event).unwrap_or(received);
-                    let group_key = event
-                        .get(group_field)
-                        .or_else(|| event.get("host.name"))
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into());
-                    matches.push(NewMatch {
-                        rule_id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
-                        rule_title: rule.title.clone(),
-                        level: rule.level.map(|l| l.as_str().to_string()),
-                        tags: rule.tags.clone(),
-                        group_key,
-                        ts,
-                        matched_fields: rules.set.matched_fields(r, &event),
-                        event: doc.to_string(),
-                    });
-                    latencies.push(received);
+            for r in per_record {
+                match r {
+                    None => {
+                        self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(ms) => {
+                        for (m, received) in ms {
+                            matches.push(m);
+                            latencies.push(received);
+                        }
+                    }
                 }
             }
             match db.fold(&matches, window_ns, next) {
                 Ok(()) => {
                     let now = now_ns();
+                    let mut sample = self
+                        .counters
+                        .latency_sample
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     for r in latencies {
                         let us = ((now - r).max(0) / 1000) as u64;
+                        let n = self
+                            .counters
+                            .latency_samples
+                            .fetch_add(1, Ordering::Relaxed)
+                            + 1;
                         self.counters
                             .latency_us_sum
                             .fetch_add(us, Ordering::Relaxed);
                         self.counters
-                            .latency_samples
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.counters
                             .latency_us_max
                             .fetch_max(us, Ordering::Relaxed);
+                        if sample.len() < LATENCY_SAMPLE {
+                            sample.push(us);
+                        } else {
+                            // Reservoir sampling: each latency is kept with
+                            // equal probability (a cheap hash stands in for
+                            // randomness).
+                            let j = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % n;
+                            if (j as usize) < LATENCY_SAMPLE {
+                                sample[j as usize] = us;
+                            }
+                        }
                     }
+                    drop(sample);
                     self.counters
                         .events_detected
                         .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -221,6 +244,61 @@ impl Pipeline {
             }
         }
     }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Decodes one log record and matches it; the matches with the record's
+/// receive time, or `None` when the record does not decode.
+fn detect_one(rules: &Rules, payload: &[u8], group_field: &str) -> Option<Vec<(NewMatch, i64)>> {
+    let rec = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+    let received = rec.get("t").and_then(|t| t.as_i64()).unwrap_or(0);
+    let doc = rec.get("e").cloned().unwrap_or(serde_json::Value::Null);
+    let mut event = vigil_ingest::json::event_from_json(&doc);
+    event.meta.source = rec.get("l").and_then(|l| l.as_str()).map(Into::into);
+    if let Some(p) = rec.get("prod").and_then(|p| p.as_str()) {
+        event.meta.product = Some(p.into());
+    }
+    let hits: Vec<usize> = SCRATCH.with(|s| {
+        rules
+            .set
+            .matches(&event, &mut s.borrow_mut())
+            .iter()
+            .map(|m| m.rule)
+            .collect()
+    });
+    if hits.is_empty() {
+        return Some(Vec::new());
+    }
+    let ts = event_time(&event).unwrap_or(received);
+    let group_key = event
+        .get(group_field)
+        .or_else(|| event.get("host.name"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "-".into());
+    let event_json = doc.to_string();
+    Some(
+        hits.into_iter()
+            .map(|r| {
+                let rule = rules.set.rule(r);
+                (
+                    NewMatch {
+                        rule_id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
+                        rule_title: rule.title.clone(),
+                        level: rule.level.map(|l| l.as_str().to_string()),
+                        tags: rule.tags.clone(),
+                        group_key: group_key.clone(),
+                        ts,
+                        matched_fields: rules.set.matched_fields(r, &event),
+                        event: event_json.clone(),
+                    },
+                    received,
+                )
+            })
+            .collect(),
+    )
 }
 
 pub(crate) fn now_ns() -> i64 {

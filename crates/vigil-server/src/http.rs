@@ -76,6 +76,16 @@ impl AppState {
         p.stop();
     }
 
+    /// Events through detection so far, and p50/p99 event-to-alert
+    /// latency in seconds (for benchmarks).
+    pub fn detection_progress(&self) -> (u64, Option<(f64, f64)>) {
+        let c = &self.inner.pipeline.counters;
+        (
+            c.events_detected.load(Ordering::Relaxed),
+            c.latency_percentiles(),
+        )
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.inner.config.data_dir

@@ -132,6 +132,9 @@ struct State {
 pub struct Wal {
     state: Mutex<State>,
     synced: Condvar,
+    /// Where the last read stopped: (next seq, its segment's first seq,
+    /// byte offset in that segment).
+    cursor: Mutex<Option<(u64, u64, u64)>>,
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -299,6 +302,7 @@ impl Wal {
             Wal {
                 state: Mutex::new(state),
                 synced: Condvar::new(),
+                cursor: Mutex::new(None),
             },
             recovery,
         ))
@@ -419,30 +423,45 @@ impl Wal {
                 st.durable,
             )
         };
+        // A reader that goes on where it stopped (the detection thread)
+        // resumes at the byte offset it reached instead of rescanning the
+        // segment from its start.
+        let hint = *self.cursor.lock().expect("wal cursor");
         let mut out = Vec::new();
         for (i, (first, path)) in paths.iter().enumerate() {
             let next_first = paths.get(i + 1).map(|p| p.0).unwrap_or(u64::MAX);
             if next_first <= from {
                 continue;
             }
-            let _ = first;
-            let mut r = BufReader::new(File::open(path).map_err(io_err(path))?);
+            let mut file = File::open(path).map_err(io_err(path))?;
             let mut offset = 0u64;
+            if let Some((seq, seg_first, off)) = hint {
+                if seq == from && seg_first == *first {
+                    file.seek(SeekFrom::Start(off)).map_err(io_err(path))?;
+                    offset = off;
+                }
+            }
+            let mut r = BufReader::with_capacity(1 << 20, file);
             loop {
                 match read_record(&mut r).map_err(io_err(path))? {
                     Ok(None) => break,
                     Ok(Some((seq, payload))) => {
-                        offset += (HEADER + payload.len()) as u64;
                         if seq >= end {
                             return Ok(out);
                         }
+                        offset += (HEADER + payload.len()) as u64;
                         if seq >= from {
                             out.push((seq, payload));
                             if out.len() >= max {
+                                *self.cursor.lock().expect("wal cursor") =
+                                    Some((seq + 1, *first, offset));
                                 return Ok(out);
                             }
                         }
                     }
+                    // In the segment being written, bytes past the last
+                    // complete record may be a write in progress.
+                    Err(_) if i + 1 == paths.len() => break,
                     Err(reason) => {
                         return Err(WalError::Corrupt {
                             path: path.clone(),
@@ -452,6 +471,8 @@ impl Wal {
                     }
                 }
             }
+            *self.cursor.lock().expect("wal cursor") =
+                Some((out.last().map(|r| r.0 + 1).unwrap_or(from), *first, offset));
         }
         Ok(out)
     }

@@ -21,9 +21,33 @@ pub enum BenchCommand {
     /// the same reader, the full hunt, and `evtx_dump -o jsonl` (the
     /// `evtx` crate's own tool, when on PATH) as an outside reference.
     Hunt(HuntBench),
+    /// Sustained ingest through a running server (`_bulk` and syslog TCP)
+    /// with the given rules active: events/s to detection, and p50/p99
+    /// event-to-alert latency.
+    Ingest(IngestBench),
     /// Correlation engine throughput and memory per group: synthetic
     /// matches for N correlation rules over many distinct group keys.
     Correlation(CorrelationBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct IngestBench {
+    /// Sigma rule files or directories active in the server.
+    #[arg(long = "rules", required = true)]
+    rules: Vec<PathBuf>,
+    /// EVTX files or directories whose records, in Winlogbeat's shape,
+    /// make the event mix.
+    #[arg(long = "events", required = true)]
+    events: Vec<PathBuf>,
+    /// Events to send per transport.
+    #[arg(long, default_value_t = 400_000)]
+    count: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Events per `_bulk` request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +109,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Rules(b) => rules(b),
         BenchCommand::Hunt(b) => hunt(b),
         BenchCommand::Correlation(b) => correlation(b),
+        BenchCommand::Ingest(b) => ingest(b),
     }
 }
 
@@ -456,5 +481,200 @@ fn correlation(b: CorrelationBench) -> anyhow::Result<ExitCode> {
         (after - before) as f64 / 1024.0,
         (after - before) as f64 * 1024.0 / groups.max(1) as f64
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An event in Winlogbeat's shape (as Winlogbeat would ship the record).
+fn winlogbeat_doc(e: &Event) -> String {
+    const SYSTEM: &[(&str, &str)] = &[
+        ("Channel", "channel"),
+        ("EventID", "event_id"),
+        ("Computer", "computer_name"),
+        ("Provider_Name", "provider_name"),
+        ("EventRecordID", "record_id"),
+    ];
+    let mut winlog = serde_json::Map::new();
+    let mut data = serde_json::Map::new();
+    for (name, value) in e.fields() {
+        match SYSTEM.iter().find(|(n, _)| *n == name) {
+            Some((_, w)) => {
+                winlog.insert((*w).to_string(), vigil_event::value_to_json(value));
+            }
+            None => {
+                data.insert(name.to_string(), vigil_event::value_to_json(value));
+            }
+        }
+    }
+    winlog.insert("event_data".into(), serde_json::Value::Object(data));
+    let ts = e.meta.timestamp_ns.unwrap_or(0);
+    serde_json::json!({"@timestamp": crate::hunt::output::rfc3339(ts), "winlog": winlog, "host": {"name": e.get("Computer").map(|c| c.to_string())}}).to_string()
+}
+
+fn http_post(
+    addr: &std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    anyhow::ensure!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        out.lines().next().unwrap_or("")
+    );
+    Ok(out)
+}
+
+fn ingest(b: IngestBench) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut docs = Vec::new();
+    for f in evtx_files(&b.events) {
+        if let Ok((ev, _)) = read_sample(&f, "evtx") {
+            docs.extend(ev.iter().map(winlogbeat_doc));
+        }
+    }
+    anyhow::ensure!(!docs.is_empty(), "no events read");
+    let docs = Arc::new(docs);
+    let dir = tempfile::tempdir()?;
+    let config = vigil_server::Config {
+        data_dir: dir.path().join("data"),
+        rules: b.rules.clone(),
+        syslog: vec![vigil_server::config::SyslogListener {
+            listen: "127.0.0.1:0".into(),
+            protocol: vigil_server::config::SyslogProtocol::Tcp,
+            tls_cert: None,
+            tls_key: None,
+            product: Some("linux".into()),
+        }],
+        max_backlog_events: u64::MAX,
+        ..vigil_server::Config::default()
+    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = Arc::new(
+        vigil_server::db::Db::open(&config.data_dir.join("vigil.db"))
+            .map_err(anyhow::Error::msg)?,
+    );
+    let token = db
+        .create_token("bench", vigil_server::auth::Role::Admin)
+        .map_err(anyhow::Error::msg)?;
+    let state = vigil_server::AppState::start(config.clone(), db).map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let router = vigil_server::app(state.clone());
+    rt.spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    let syslog = rt
+        .block_on(vigil_server::syslog::spawn_all(
+            &config.syslog,
+            state.clone(),
+        ))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "machine: {} cores; rules: {:?}; event mix: {} Winlogbeat-shaped records from {:?}; {} senders",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        b.rules,
+        docs.len(),
+        b.events,
+        b.clients
+    );
+    let wait_detected = |target: u64| loop {
+        let (done, _) = state.detection_progress();
+        if done >= target {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+
+    // _bulk
+    let sent = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..b.clients)
+        .map(|c| {
+            let (docs, sent, token) = (docs.clone(), sent.clone(), token.clone());
+            let (count, batch) = (b.count, b.batch);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut i = c * 7919;
+                loop {
+                    let already = sent.fetch_add(batch, Ordering::SeqCst);
+                    if already >= count {
+                        return Ok(());
+                    }
+                    let mut body = String::with_capacity(batch * 600);
+                    for _ in 0..batch {
+                        body.push_str("{\"index\":{}}\n");
+                        body.push_str(&docs[i % docs.len()]);
+                        body.push('\n');
+                        i += 1;
+                    }
+                    http_post(&addr, "/_bulk", &token, &body)?;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    let acked = b.count.div_ceil(b.batch) * b.batch;
+    let ack_secs = start.elapsed().as_secs_f64();
+    wait_detected(acked as u64);
+    let secs = start.elapsed().as_secs_f64();
+    let (_, lat) = state.detection_progress();
+    let (p50, p99) = lat.unwrap_or((f64::NAN, f64::NAN));
+    println!(
+        "_bulk:      {acked} events; acknowledged (durable) at {:.0} events/s; through detection at {:.0} events/s ({:.2} s); event-to-alert latency p50 {:.3} s, p99 {:.3} s",
+        acked as f64 / ack_secs,
+        acked as f64 / secs,
+        secs,
+        p50,
+        p99
+    );
+
+    // syslog over TCP: RFC 5424 lines, one connection per sender.
+    let before = state.detection_progress().0;
+    let start = Instant::now();
+    let per = b.count / b.clients.max(1);
+    let handles: Vec<_> = (0..b.clients)
+        .map(|c| {
+            let target = syslog[0];
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                use std::io::Write;
+                let mut s = std::io::BufWriter::new(std::net::TcpStream::connect(target)?);
+                for i in 0..per {
+                    writeln!(s, "<38>1 2026-11-20T10:00:00Z host{c} sshd {i} - - Failed password for invalid user admin{i} from 10.0.{c}.{} port 22 ssh2", i % 250)?;
+                }
+                s.flush()?;
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    let total = (per * b.clients) as u64;
+    wait_detected(before + total);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "syslog tcp: {total} events; through detection at {:.0} events/s ({secs:.2} s)",
+        total as f64 / secs
+    );
+    state.shutdown();
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 //! crates. Each subcommand lives in its own module.
 
 mod bench;
-mod hunt;
+pub mod hunt;
 mod load;
 mod regress;
 mod serve;

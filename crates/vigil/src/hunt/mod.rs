@@ -9,7 +9,7 @@
 
 mod correlate;
 mod inputs;
-mod output;
+pub mod output;
 mod select;
 mod summary;
 
