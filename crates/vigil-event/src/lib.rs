@@ -11,6 +11,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod json_stream;
+
+pub use json_stream::event_from_json_slice;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -322,6 +326,12 @@ pub fn value_from_json(value: &serde_json::Value) -> Option<Value> {
         }
         serde_json::Value::Object(_) => return None,
     })
+}
+
+/// Flattens `value` under `path` into `event` (shared with the streaming
+/// flattener for arrays of objects).
+pub(crate) fn flatten_json_into(value: &serde_json::Value, path: &mut String, event: &mut Event) {
+    flatten_json(value, path, event)
 }
 
 fn flatten_json(value: &serde_json::Value, path: &mut String, event: &mut Event) {

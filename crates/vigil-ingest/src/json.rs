@@ -34,6 +34,25 @@ pub fn event_from_json_with(doc: &Json, map: &FieldMap) -> Event {
     e
 }
 
+/// Turns one JSON document, as bytes, into an event with the given field
+/// mappings, without building a JSON tree for it (the usual case); a
+/// document in the shape of an EVTX record goes the tree way.
+///
+/// # Errors
+/// The bytes are not one valid JSON document.
+pub fn event_from_json_bytes_with(
+    bytes: &[u8],
+    map: &FieldMap,
+) -> Result<Event, serde_json::Error> {
+    let mut e = vigil_event::event_from_json_slice(bytes)?;
+    if e.fields().any(|(n, _)| n.starts_with("Event.System.")) {
+        let doc: Json = serde_json::from_slice(bytes)?;
+        return Ok(event_from_json_with(&doc, map));
+    }
+    map.apply(&mut e);
+    Ok(e)
+}
+
 /// Opens `reader`, transparently gunzipping when it starts with the gzip
 /// magic bytes.
 pub fn maybe_gunzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
@@ -236,6 +255,19 @@ mod tests {
         enc.write_all(b"{\"a\": 1}\n{\"a\": 2}\n").unwrap();
         let (ok, bad) = read(&enc.finish().unwrap());
         assert_eq!((ok.len(), bad.len()), (2, 0));
+    }
+
+    #[test]
+    fn bytes_and_tree_paths_agree() {
+        for doc in [
+            r#"{"winlog": {"channel": "Security", "event_id": "4688", "event_data": {"NewProcessName": "x"}}}"#,
+            r#"{"Event": {"System": {"EventID": 4688, "Channel": "Security"}, "EventData": {"NewProcessName": "x"}}}"#,
+            r#"{"ecs": {"version": "8"}, "process": {"command_line": "whoami"}}"#,
+        ] {
+            let tree = event_from_json(&serde_json::from_str(doc).unwrap());
+            let bytes = event_from_json_bytes_with(doc.as_bytes(), FieldMap::builtin()).unwrap();
+            assert_eq!(tree, bytes, "{doc}");
+        }
     }
 
     #[test]

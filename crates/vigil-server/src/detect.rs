@@ -253,10 +253,16 @@ thread_local! {
 /// Decodes one log record and matches it; the matches with the record's
 /// receive time, or `None` when the record does not decode.
 fn detect_one(rules: &Rules, payload: &[u8], group_field: &str) -> Option<Vec<(NewMatch, i64)>> {
-    let rec = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+    // Header line, newline, the document as sent (see `store_events`).
+    let split = payload.iter().position(|b| *b == b'\n')?;
+    let (head, doc) = (&payload[..split], &payload[split + 1..]);
+    let rec = serde_json::from_slice::<serde_json::Value>(head).ok()?;
     let received = rec.get("t").and_then(|t| t.as_i64()).unwrap_or(0);
-    let doc = rec.get("e").cloned().unwrap_or(serde_json::Value::Null);
-    let mut event = vigil_ingest::json::event_from_json(&doc);
+    let mut event = vigil_ingest::json::event_from_json_bytes_with(
+        doc,
+        vigil_ingest::fieldmap::FieldMap::builtin(),
+    )
+    .ok()?;
     event.meta.source = rec.get("l").and_then(|l| l.as_str()).map(Into::into);
     if let Some(p) = rec.get("prod").and_then(|p| p.as_str()) {
         event.meta.product = Some(p.into());
@@ -278,7 +284,7 @@ fn detect_one(rules: &Rules, payload: &[u8], group_field: &str) -> Option<Vec<(N
         .or_else(|| event.get("host.name"))
         .map(|v| v.to_string())
         .unwrap_or_else(|| "-".into());
-    let event_json = doc.to_string();
+    let event_json = String::from_utf8_lossy(doc).into_owned();
     Some(
         hits.into_iter()
             .map(|r| {

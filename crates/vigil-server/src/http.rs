@@ -374,7 +374,7 @@ fn store(
     s: &AppState,
     listener: &'static str,
     peer: &SocketAddr,
-    docs: &[Json_],
+    docs: &[String],
     bytes: u64,
 ) -> Result<(), ApiError> {
     tokio::task::block_in_place(|| s.store_events(listener, &peer.to_string(), docs, bytes, None))
@@ -391,7 +391,7 @@ impl AppState {
         &self,
         listener: &'static str,
         peer: &str,
-        docs: &[Json_],
+        docs: &[String],
         bytes: u64,
         product: Option<&str>,
     ) -> Result<(), String> {
@@ -399,11 +399,21 @@ impl AppState {
             return Ok(());
         }
         let t = now_ns();
+        // A record is a one-line JSON header (receive time, listener,
+        // peer, tenant, product), a newline, and the document exactly as
+        // the sender wrote it: nothing is re-encoded on the way in.
+        let header = serde_json::to_string(
+            &json!({"t": t, "l": listener, "p": peer, "tenant": "default", "prod": product}),
+        )
+        .unwrap_or_default();
         let records: Vec<Vec<u8>> = docs
             .iter()
             .map(|d| {
-                serde_json::to_vec(&json!({"t": t, "l": listener, "p": peer, "tenant": "default", "prod": product, "e": d}))
-                    .unwrap_or_default()
+                let mut r = Vec::with_capacity(header.len() + 1 + d.len());
+                r.extend_from_slice(header.as_bytes());
+                r.push(b'\n');
+                r.extend_from_slice(d.as_bytes());
+                r
             })
             .collect();
         self.inner
@@ -470,7 +480,7 @@ async fn bulk_with(
     let text = String::from_utf8_lossy(&data);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     // (action, index, doc or the error for this item)
-    let mut items: Vec<(String, String, Result<Json_, String>)> = Vec::new();
+    let mut items: Vec<(String, String, Result<String, String>)> = Vec::new();
     while let Some(action_line) = lines.next() {
         let action: Json_ = match serde_json::from_str(action_line) {
             Ok(a) => a,
@@ -498,15 +508,14 @@ async fn bulk_with(
                 let doc = lines.next().ok_or_else(|| {
                     ApiError(StatusCode::BAD_REQUEST, "action without a document".into())
                 })?;
-                let parsed = serde_json::from_str::<Json_>(doc)
-                    .map_err(|e| format!("document is not valid JSON: {e}"))
-                    .and_then(|d| {
-                        if d.is_object() {
-                            Ok(d)
-                        } else {
-                            Err("document is not a JSON object".to_string())
-                        }
-                    });
+                // Checked without building a tree; stored as sent.
+                let parsed = if !doc.trim_start().starts_with('{') {
+                    Err("document is not a JSON object".to_string())
+                } else {
+                    serde_json::from_str::<serde::de::IgnoredAny>(doc)
+                        .map(|_| doc.trim().to_string())
+                        .map_err(|e| format!("document is not valid JSON: {e}"))
+                };
                 items.push((kind.clone(), idx, parsed));
             }
             "update" => {
@@ -531,7 +540,7 @@ async fn bulk_with(
         }
     }
     let busy = overloaded(&s);
-    let docs: Vec<Json_> = if busy {
+    let docs: Vec<String> = if busy {
         Vec::new()
     } else {
         items
@@ -622,7 +631,8 @@ async fn events(
             }
         }
     }
-    store(&s, "api", &peer, &docs, data.len() as u64)?;
+    let raw: Vec<String> = docs.iter().map(Json_::to_string).collect();
+    store(&s, "api", &peer, &raw, data.len() as u64)?;
     s.inner
         .rejected
         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
@@ -690,7 +700,8 @@ async fn hec_event(
         }
         docs.push(doc);
     }
-    store(&s, "hec", &peer, &docs, data.len() as u64)?;
+    let raw: Vec<String> = docs.iter().map(Json_::to_string).collect();
+    store(&s, "hec", &peer, &raw, data.len() as u64)?;
     Ok(Json(json!({"text": "Success", "code": 0})).into_response())
 }
 
@@ -713,7 +724,8 @@ async fn hec_raw(
         .filter(|l| !l.trim().is_empty())
         .map(|l| json!({"message": l}))
         .collect();
-    store(&s, "hec", &peer, &docs, data.len() as u64)?;
+    let raw: Vec<String> = docs.iter().map(Json_::to_string).collect();
+    store(&s, "hec", &peer, &raw, data.len() as u64)?;
     Ok(Json(json!({"text": "Success", "code": 0})).into_response())
 }
 

@@ -8,7 +8,6 @@
 
 use crate::config::{SyslogListener, SyslogProtocol};
 use crate::AppState;
-use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,10 +98,10 @@ fn acceptor(l: &SyslogListener) -> Result<tokio_rustls::TlsAcceptor, String> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-fn to_docs(messages: &[String]) -> Vec<Json> {
+fn to_docs(messages: &[String]) -> Vec<String> {
     messages
         .iter()
-        .map(|m| vigil_ingest::syslog::parse(m).to_json())
+        .map(|m| vigil_ingest::syslog::parse(m).to_json().to_string())
         .collect()
 }
 

@@ -453,8 +453,11 @@ fn restart_keeps_alerts_and_detects_unprocessed_events() {
     {
         let (wal, _) =
             vigil_store::wal::Wal::open(&dir.path().join("data/wal"), Default::default()).unwrap();
-        let rec = serde_json::json!({"t": 0, "l": "api", "p": "test", "e": serde_json::from_str::<serde_json::Value>(&winlogbeat("adm", "h2")).unwrap()});
-        wal.append(&[serde_json::to_vec(&rec).unwrap()]).unwrap();
+        let rec = format!(
+            "{{\"t\": 0, \"l\": \"api\", \"p\": \"test\"}}\n{}",
+            winlogbeat("adm", "h2")
+        );
+        wal.append(&[rec.into_bytes()]).unwrap();
     }
     let s = start(dir.path());
     wait_for(|| alerts(&s, "")["total"] == 2);
