@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS alert_events (alert_id INTEGER NOT NULL, seq INTEGER 
 CREATE TABLE IF NOT EXISTS comments (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL, author TEXT NOT NULL, at INTEGER NOT NULL, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS disabled_rules (id TEXT PRIMARY KEY);
 ";
 
 /// Events kept per alert (the first ones; the count goes on).
@@ -412,6 +413,39 @@ impl Db {
             })
             .map_err(|e| e.to_string())?;
         rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+
+    /// Ids of rules switched off.
+    pub fn disabled_rules(&self) -> Result<Vec<String>, String> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT id FROM disabled_rules ORDER BY id")
+            .map_err(|e| e.to_string())?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+
+    /// Switches a rule off or on (and records who did).
+    pub fn set_rule_enabled(&self, id: &str, enabled: bool, actor: &str) -> Result<(), String> {
+        let sql = if enabled {
+            "DELETE FROM disabled_rules WHERE id = ?1"
+        } else {
+            "INSERT OR IGNORE INTO disabled_rules (id) VALUES (?1)"
+        };
+        self.conn()
+            .execute(sql, params![id])
+            .map_err(|e| e.to_string())?;
+        self.audit(
+            actor,
+            if enabled {
+                "rule.enable"
+            } else {
+                "rule.disable"
+            },
+            id,
+            "",
+        );
+        Ok(())
     }
 
     /// How far detection has read the event log (next sequence to read).

@@ -20,6 +20,26 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Loads the configured rules, leaving out the ids in `disabled`.
+    pub fn load_without(config: &Config, disabled: &[String]) -> Result<Rules, String> {
+        let mut r = Self::load(config)?;
+        if !disabled.is_empty() {
+            let kept: Vec<_> = r
+                .set
+                .rules()
+                .iter()
+                .filter(|rule| !rule.id.as_ref().is_some_and(|id| disabled.contains(id)))
+                .cloned()
+                .collect();
+            let mut b = RuleSetBuilder::new();
+            for rule in kept {
+                b.add_rule(rule);
+            }
+            r.set = b.finish();
+        }
+        Ok(r)
+    }
+
     /// Loads the configured rules.
     pub fn load(config: &Config) -> Result<Rules, String> {
         let placeholders = match &config.placeholders {
@@ -104,7 +124,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the detection thread.
     pub fn start(config: &Config, db: Arc<Db>, wal: Arc<Wal>) -> Result<Arc<Pipeline>, String> {
-        let rules = Rules::load(config)?;
+        let rules = Rules::load_without(config, &db.disabled_rules()?)?;
         let start = db.checkpoint()?;
         let p = Arc::new(Pipeline {
             wal,
@@ -117,9 +137,42 @@ impl Pipeline {
         let worker = p.clone();
         let window_ns = config.alert_window_secs as i64 * 1_000_000_000;
         let group_field = config.alert_group_field.clone();
+        let watch_db = db.clone();
         std::thread::Builder::new()
             .name("vigil-detect".into())
             .spawn(move || worker.run(&db, window_ns, &group_field))
+            .map_err(|e| e.to_string())?;
+        // Reload when rule files change (checked every few seconds: a
+        // modification time or a file count that moved).
+        let watcher = p.clone();
+        let config = config.clone();
+        std::thread::Builder::new()
+            .name("vigil-rules-watch".into())
+            .spawn(move || {
+                let mut seen = rules_fingerprint(&config);
+                while !watcher.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_secs(2));
+                    let now = rules_fingerprint(&config);
+                    if now != seen {
+                        seen = now;
+                        let disabled = watch_db.disabled_rules().unwrap_or_default();
+                        match Rules::load_without(&config, &disabled) {
+                            Ok(r) => {
+                                eprintln!(
+                                    "vigil: rules changed on disk: loaded {}, failed {}",
+                                    r.set.len(),
+                                    r.errors.len()
+                                );
+                                *watcher.rules.write().unwrap_or_else(|e| e.into_inner()) =
+                                    Arc::new(r);
+                            }
+                            Err(e) => eprintln!(
+                                "vigil: rules changed on disk but could not be reloaded: {e}"
+                            ),
+                        }
+                    }
+                }
+            })
             .map_err(|e| e.to_string())?;
         Ok(p)
     }
@@ -305,6 +358,27 @@ fn detect_one(rules: &Rules, payload: &[u8], group_field: &str) -> Option<Vec<(N
             })
             .collect(),
     )
+}
+
+/// (newest modification time, file count) of the rule files.
+fn rules_fingerprint(config: &Config) -> (u128, usize) {
+    let mut newest = 0u128;
+    let mut count = 0;
+    for p in config.rule_paths() {
+        for e in walkdir::WalkDir::new(p).into_iter().filter_map(Result::ok) {
+            if e.file_type().is_file() {
+                count += 1;
+                if let Some(m) = e.metadata().ok().and_then(|m| m.modified().ok()) {
+                    let t = m
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
+                    newest = newest.max(t);
+                }
+            }
+        }
+    }
+    (newest, count)
 }
 
 pub(crate) fn now_ns() -> i64 {

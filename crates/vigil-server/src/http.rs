@@ -255,6 +255,18 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Reload rules from disk",
     },
     RouteDoc {
+        method: "POST",
+        path: "/api/v1/rules/{id}/enable",
+        need: Some(Need::Admin),
+        summary: "Switch a rule back on",
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/api/v1/rules/{id}/disable",
+        need: Some(Need::Admin),
+        summary: "Switch a rule off (kept across restarts and reloads)",
+    },
+    RouteDoc {
         method: "GET",
         path: "/api/v1/audit",
         need: Some(Need::Admin),
@@ -293,6 +305,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/comments", post(comment))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/rules/reload", post(reload))
+        .route("/api/v1/rules/{id}/enable", post(enable_rule))
+        .route("/api/v1/rules/{id}/disable", post(disable_rule))
         .route("/api/v1/audit", get(audit))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
@@ -868,19 +882,59 @@ async fn rules(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Jso
     Ok(Json(json!({"loaded": rules.set.len(), "failed": failed})))
 }
 
-async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Json_>, ApiError> {
+async fn enable_rule(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    set_rule(s, headers, id, true).await
+}
+
+async fn disable_rule(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    set_rule(s, headers, id, false).await
+}
+
+async fn set_rule(
+    s: AppState,
+    headers: HeaderMap,
+    id: String,
+    enabled: bool,
+) -> Result<Json<Json_>, ApiError> {
     let p = authorize(&s, &headers, Need::Admin)?;
+    s.inner
+        .db
+        .set_rule_enabled(&id, enabled, &p.name)
+        .map_err(internal)?;
+    let reloaded = reload_rules(&s).await?;
+    Ok(Json(
+        json!({"id": id, "enabled": enabled, "loaded": reloaded.0, "failed": reloaded.1}),
+    ))
+}
+
+/// Reloads rules from disk, minus the disabled ones; (loaded, failed).
+async fn reload_rules(s: &AppState) -> Result<(usize, usize), ApiError> {
     let config = s.inner.config.clone();
-    let rules = tokio::task::spawn_blocking(move || Rules::load(&config))
+    let disabled = s.inner.db.disabled_rules().map_err(internal)?;
+    let rules = tokio::task::spawn_blocking(move || Rules::load_without(&config, &disabled))
         .await
         .map_err(internal)?
         .map_err(internal)?;
-    let (loaded, failed) = (rules.set.len(), rules.errors.len());
+    let counts = (rules.set.len(), rules.errors.len());
     *s.inner
         .pipeline
         .rules
         .write()
         .unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    Ok(counts)
+}
+
+async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Json_>, ApiError> {
+    let p = authorize(&s, &headers, Need::Admin)?;
+    let (loaded, failed) = reload_rules(&s).await?;
     s.inner.db.audit(
         &p.name,
         "rules.reload",

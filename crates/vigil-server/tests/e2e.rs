@@ -589,3 +589,98 @@ fn syslog_over_udp_tcp_and_tls_raises_alerts() {
         "{m}"
     );
 }
+
+/// Rules: failures are visible, a rule can be switched off and on, and a
+/// change on disk is picked up without a restart.
+#[test]
+fn rules_api_disable_and_reload_on_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    std::fs::write(
+        dir.path().join("rules/broken.yml"),
+        "title: b\nlogsource: {}\ndetection:\n  sel: {a|nope: 1}\n  condition: sel\n",
+    )
+    .unwrap();
+    let (st, body) = http(
+        s.addr,
+        "POST",
+        "/api/v1/rules/reload",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    assert_eq!(st, 200, "{body}");
+    let (_, body) = http(
+        s.addr,
+        "GET",
+        "/api/v1/rules",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["loaded"], 2);
+    assert!(
+        v["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown modifier 'nope'"),
+        "{v}"
+    );
+    // Off: no alert.
+    let (st, _) = http(
+        s.addr,
+        "POST",
+        "/api/v1/rules/rule-4625/disable",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    assert_eq!(st, 200);
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        winlogbeat("adm", "h1").as_bytes(),
+        &[],
+    );
+    wait_for(|| s.state.backlog() == 0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(alerts(&s, "")["total"], 0);
+    // On again.
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/rules/rule-4625/enable",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        winlogbeat("adm", "h1").as_bytes(),
+        &[],
+    );
+    wait_for(|| alerts(&s, "")["total"] == 1);
+    // A new rule file is picked up by the watcher.
+    std::fs::write(
+        dir.path().join("rules/new.yml"),
+        RULE.replace("rule-4625", "rule-new"),
+    )
+    .unwrap();
+    wait_for(|| {
+        let (_, body) = http(
+            s.addr,
+            "GET",
+            "/api/v1/rules",
+            Some(&bearer(&s.admin)),
+            b"",
+            &[],
+        );
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["loaded"] == 3
+    });
+}
