@@ -26,6 +26,10 @@ pub struct Config {
     pub alert_window_secs: u64,
     /// The event field whose value groups alerts (default: the host).
     pub alert_group_field: String,
+    /// How far out of event-time order matches may reach correlation
+    /// rules and still count (seconds). Correlation results wait this long
+    /// (in event time, or in wall time when no newer event comes).
+    pub correlation_lateness_secs: u64,
     /// Syslog listeners (none by default).
     pub syslog: Vec<SyslogListener>,
 }
@@ -70,6 +74,7 @@ impl Default for Config {
             max_backlog_events: 1_000_000,
             alert_window_secs: 600,
             alert_group_field: "Computer".into(),
+            correlation_lateness_secs: 60,
             syslog: Vec::new(),
         }
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Mutex;
+use vigil_sigma::correlation::EngineSnapshot;
 
 /// The database. Calls are short; one connection behind a mutex serves.
 pub struct Db {
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS comments (id INTEGER PRIMARY KEY, alert_id INTEGER NO
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS disabled_rules (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS blobs (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 ";
 
 /// Events kept per alert (the first ones; the count goes on).
@@ -465,7 +467,13 @@ impl Db {
     /// whose last match is at most `window_ns` before it; otherwise it
     /// opens a new alert. Matches are grouped first, so a batch costs one
     /// lookup and one update per alert, not per match.
-    pub fn fold(&self, matches: &[NewMatch], window_ns: i64, next_seq: u64) -> Result<(), String> {
+    pub fn fold(
+        &self,
+        matches: &[NewMatch],
+        window_ns: i64,
+        next_seq: u64,
+        correlation: Option<&EngineSnapshot>,
+    ) -> Result<(), String> {
         let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&NewMatch>> =
             std::collections::BTreeMap::new();
         for m in matches {
@@ -558,7 +566,35 @@ impl Db {
             params![next_seq as i64],
         )
         .map_err(|e| e.to_string())?;
+        // Correlation windows are stored with the checkpoint, so that after
+        // a crash they match the events detection has seen, no more, no
+        // less.
+        if let Some(snap) = correlation {
+            let text = serde_json::to_string(snap).map_err(|e| e.to_string())?;
+            tx.execute(
+                "INSERT INTO blobs (k, v) VALUES ('correlation', ?1) ON CONFLICT(k) DO UPDATE SET v = ?1",
+                params![text],
+            )
+            .map_err(|e| e.to_string())?;
+        }
         tx.commit().map_err(|e| e.to_string())
+    }
+
+    /// The stored correlation state, if any.
+    pub fn correlation_snapshot(&self) -> Result<Option<EngineSnapshot>, String> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT v FROM blobs WHERE k = 'correlation'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| e.to_string())?;
+        match text {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| format!("stored correlation state: {e}")),
+        }
     }
 
     fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
+use vigil_sigma::correlation::{CorrelationEngine, CorrelationPlan, EngineConfig, Input};
 use vigil_sigma::{Document, RuleError, RuleSet, RuleSetBuilder, Scratch};
 use vigil_store::wal::Wal;
 
@@ -17,6 +18,8 @@ pub struct Rules {
     pub set: RuleSet,
     /// Rules that did not load, with reasons.
     pub errors: Vec<RuleError>,
+    /// Correlation rules and what each detection rule feeds them.
+    pub plan: CorrelationPlan,
 }
 
 impl Rules {
@@ -36,6 +39,13 @@ impl Rules {
                 b.add_rule(rule);
             }
             r.set = b.finish();
+            let corrs = r.plan.set.correlations().to_vec();
+            // Legacy aggregations are re-derived from the rules kept.
+            let corrs = corrs
+                .into_iter()
+                .filter(|c| !c.rules.iter().any(|x| x.starts_with("legacy-aggregation:")))
+                .collect();
+            r.plan = CorrelationPlan::new(r.set.rules(), corrs);
         }
         Ok(r)
     }
@@ -53,16 +63,20 @@ impl Rules {
             .collect();
         let loaded = load_rules(&paths, &placeholders);
         let mut b = RuleSetBuilder::new();
-        b.add_documents(
-            loaded
-                .docs
-                .into_iter()
-                .filter(|d| !matches!(d, Document::Correlation(_))),
-        );
-        Ok(Rules {
-            set: b.finish(),
-            errors: loaded.errors,
-        })
+        let mut corrs = Vec::new();
+        for d in loaded.docs {
+            match d {
+                Document::Correlation(c) => corrs.push(*c),
+                other => {
+                    b.add_documents([other]);
+                }
+            }
+        }
+        let set = b.finish();
+        let plan = CorrelationPlan::new(set.rules(), corrs);
+        let mut errors = loaded.errors;
+        errors.extend(plan.errors.iter().cloned());
+        Ok(Rules { set, errors, plan })
     }
 }
 
@@ -117,6 +131,10 @@ pub struct Pipeline {
     pub detected_up_to: AtomicU64,
     /// Counters.
     pub counters: Counters,
+    /// The correlation engine (state kept across restarts, see
+    /// [`Db::fold`]).
+    pub engine: Mutex<CorrelationEngine>,
+    lateness_secs: u64,
     stop: AtomicBool,
     wake: (Mutex<bool>, Condvar),
 }
@@ -126,11 +144,30 @@ impl Pipeline {
     pub fn start(config: &Config, db: Arc<Db>, wal: Arc<Wal>) -> Result<Arc<Pipeline>, String> {
         let rules = Rules::load_without(config, &db.disabled_rules()?)?;
         let start = db.checkpoint()?;
+        let engine = match db.correlation_snapshot()? {
+            Some(snap) => {
+                let (engine, dropped) = CorrelationEngine::restore(
+                    rules.plan.set.clone(),
+                    engine_config(config.correlation_lateness_secs),
+                    snap,
+                )?;
+                if dropped > 0 {
+                    eprintln!("vigil: {dropped} correlation groups dropped: their rules are gone");
+                }
+                engine
+            }
+            None => CorrelationEngine::new(
+                rules.plan.set.clone(),
+                engine_config(config.correlation_lateness_secs),
+            ),
+        };
         let p = Arc::new(Pipeline {
             wal,
             rules: RwLock::new(Arc::new(rules)),
             detected_up_to: AtomicU64::new(start),
             counters: Counters::default(),
+            engine: Mutex::new(engine),
+            lateness_secs: config.correlation_lateness_secs,
             stop: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
         });
@@ -163,8 +200,7 @@ impl Pipeline {
                                     r.set.len(),
                                     r.errors.len()
                                 );
-                                *watcher.rules.write().unwrap_or_else(|e| e.into_inner()) =
-                                    Arc::new(r);
+                                watcher.replace_rules(r);
                             }
                             Err(e) => eprintln!(
                                 "vigil: rules changed on disk but could not be reloaded: {e}"
@@ -175,6 +211,52 @@ impl Pipeline {
             })
             .map_err(|e| e.to_string())?;
         Ok(p)
+    }
+
+    /// Puts new rules in place; correlation windows carry over to the
+    /// correlations that are still there.
+    pub fn replace_rules(&self, rules: Rules) {
+        let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        let snap = engine.snapshot();
+        if let Ok((e, _)) = CorrelationEngine::restore(
+            rules.plan.set.clone(),
+            engine_config(self.lateness_secs),
+            snap,
+        ) {
+            *engine = e;
+        }
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    }
+
+    /// Releases buffered correlation inputs once no event has come for
+    /// the lateness bound in wall time: a quiet feed must not hold
+    /// correlation results back for ever.
+    fn flush_correlations_if_idle(
+        &self,
+        db: &Db,
+        window_ns: i64,
+        group_field: &str,
+        idle_since: &mut Option<std::time::Instant>,
+    ) {
+        let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < Duration::from_secs(self.lateness_secs) {
+            return;
+        }
+        let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        if engine.pending() == 0 {
+            return;
+        }
+        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let matches: Vec<NewMatch> = engine
+            .flush()
+            .iter()
+            .map(|m| correlation_alert(&rules, m, group_field))
+            .collect();
+        let snap = engine.snapshot();
+        let next = self.detected_up_to.load(Ordering::SeqCst);
+        if let Err(e) = db.fold(&matches, window_ns, next, Some(&snap)) {
+            eprintln!("vigil: storing correlation alerts failed: {e}");
+        }
     }
 
     /// Wakes the detection thread (new events in the log).
@@ -198,6 +280,9 @@ impl Pipeline {
     }
 
     fn run(&self, db: &Db, window_ns: i64, group_field: &str) {
+        // When the log went quiet; correlation inputs still buffered then
+        // are released once it has been quiet for the lateness bound.
+        let mut idle_since: Option<std::time::Instant> = None;
         loop {
             let from = self.detected_up_to.load(Ordering::SeqCst);
             let records = match self.wal.read_range(from, 5_000) {
@@ -209,6 +294,7 @@ impl Pipeline {
                 }
             };
             if records.is_empty() {
+                self.flush_correlations_if_idle(db, window_ns, group_field, &mut idle_since);
                 if self.stop.load(Ordering::SeqCst) {
                     return;
                 }
@@ -223,30 +309,46 @@ impl Pipeline {
                 *woken = false;
                 continue;
             }
+            idle_since = None;
             let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
             let next = records.last().map(|(s, _)| s + 1).unwrap_or(from);
             // Decoding and matching run on every core; folding into alerts
             // then runs in log order.
-            let per_record: Vec<Option<Vec<(NewMatch, i64)>>> = records
+            let per_record: Vec<Option<Detected>> = records
                 .par_iter()
-                .map(|(_, payload)| detect_one(&rules, payload, group_field))
+                .map(|(seq, payload)| detect_one(&rules, *seq, payload, group_field))
                 .collect();
             let mut matches = Vec::new();
             let mut latencies = Vec::new();
+            let has_correlations = !rules.plan.set.correlations().is_empty();
+            let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
             for r in per_record {
                 match r {
                     None => {
                         self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(ms) => {
-                        for (m, received) in ms {
+                    Some(d) => {
+                        for (m, received) in d.matches {
                             matches.push(m);
                             latencies.push(received);
+                        }
+                        // Correlations see the matches in log order.
+                        if let Some((ts, refs, event, event_ref)) = d.feed {
+                            for cm in engine.push(Input {
+                                ts_ns: ts,
+                                refs: &refs,
+                                event: &event,
+                                event_ref: &event_ref,
+                            }) {
+                                matches.push(correlation_alert(&rules, &cm, group_field));
+                            }
                         }
                     }
                 }
             }
-            match db.fold(&matches, window_ns, next) {
+            let snapshot = has_correlations.then(|| engine.snapshot());
+            drop(engine);
+            match db.fold(&matches, window_ns, next, snapshot.as_ref()) {
                 Ok(()) => {
                     let now = now_ns();
                     let mut sample = self
@@ -303,9 +405,25 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Decodes one log record and matches it; the matches with the record's
-/// receive time, or `None` when the record does not decode.
-fn detect_one(rules: &Rules, payload: &[u8], group_field: &str) -> Option<Vec<(NewMatch, i64)>> {
+/// What detection makes of one log record.
+struct Detected {
+    /// Alerts to fold, with the record's receive time.
+    matches: Vec<(NewMatch, i64)>,
+    /// For correlations: event time, the references of the rules that
+    /// matched and are consumed, the event, its reference.
+    feed: Option<(i64, Vec<String>, vigil_event::Event, String)>,
+}
+
+fn engine_config(lateness_secs: u64) -> EngineConfig {
+    EngineConfig {
+        lateness_ns: lateness_secs as i64 * 1_000_000_000,
+        ..EngineConfig::default()
+    }
+}
+
+/// Decodes one log record and matches it; `None` when the record does not
+/// decode.
+fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Option<Detected> {
     // Header line, newline, the document as sent (see `store_events`).
     let split = payload.iter().position(|b| *b == b'\n')?;
     let (head, doc) = (&payload[..split], &payload[split + 1..]);
@@ -329,35 +447,88 @@ fn detect_one(rules: &Rules, payload: &[u8], group_field: &str) -> Option<Vec<(N
             .collect()
     });
     if hits.is_empty() {
-        return Some(Vec::new());
+        return Some(Detected {
+            matches: Vec::new(),
+            feed: None,
+        });
     }
     let ts = event_time(&event).unwrap_or(received);
-    let group_key = event
+    let group_key = group_of(&event, group_field);
+    let event_json = String::from_utf8_lossy(doc).into_owned();
+    let mut refs = Vec::new();
+    let mut matches = Vec::new();
+    for r in hits {
+        let (consumed, report) = &rules.plan.per_rule[r];
+        refs.extend(consumed.iter().cloned());
+        if !*report {
+            continue;
+        }
+        let rule = rules.set.rule(r);
+        matches.push((
+            NewMatch {
+                rule_id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
+                rule_title: rule.title.clone(),
+                level: rule.level.map(|l| l.as_str().to_string()),
+                tags: rule.tags.clone(),
+                group_key: group_key.clone(),
+                ts,
+                matched_fields: rules.set.matched_fields(r, &event),
+                event: event_json.clone(),
+            },
+            received,
+        ));
+    }
+    let feed = (!refs.is_empty()).then(|| (ts, refs, event, format!("log#{seq}")));
+    Some(Detected { matches, feed })
+}
+
+fn group_of(event: &vigil_event::Event, group_field: &str) -> String {
+    event
         .get(group_field)
         .or_else(|| event.get("host.name"))
         .map(|v| v.to_string())
-        .unwrap_or_else(|| "-".into());
-    let event_json = String::from_utf8_lossy(doc).into_owned();
-    Some(
-        hits.into_iter()
-            .map(|r| {
-                let rule = rules.set.rule(r);
-                (
-                    NewMatch {
-                        rule_id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
-                        rule_title: rule.title.clone(),
-                        level: rule.level.map(|l| l.as_str().to_string()),
-                        tags: rule.tags.clone(),
-                        group_key: group_key.clone(),
-                        ts,
-                        matched_fields: rules.set.matched_fields(r, &event),
-                        event: event_json.clone(),
-                    },
-                    received,
-                )
-            })
-            .collect(),
-    )
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A correlation match as an alert: grouped by its group-by values.
+fn correlation_alert(
+    rules: &Rules,
+    m: &vigil_sigma::correlation::CorrelationMatch,
+    group_field: &str,
+) -> NewMatch {
+    let c = &rules.plan.set.correlations()[m.correlation];
+    let host = m
+        .group
+        .iter()
+        .find(|(k, _)| k == group_field || k == "host.name")
+        .map(|(_, v)| v.clone());
+    let group_key = host.unwrap_or_else(|| {
+        m.group
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let group: serde_json::Map<String, serde_json::Value> = m
+        .group
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    NewMatch {
+        rule_id: c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone()),
+        rule_title: c.title.clone(),
+        level: c.level.map(|l| l.as_str().to_string()),
+        tags: c.tags.clone(),
+        group_key,
+        ts: m.window.1,
+        matched_fields: Vec::new(),
+        event: serde_json::json!({
+            "correlation_type": c.kind.as_str(), "group": group, "value": m.value,
+            "window": {"start": crate::db::rfc3339(m.window.0), "end": crate::db::rfc3339(m.window.1)},
+            "events": m.events,
+        })
+        .to_string(),
+    }
 }
 
 /// (newest modification time, file count) of the rule files.

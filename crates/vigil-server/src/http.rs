@@ -924,11 +924,7 @@ async fn reload_rules(s: &AppState) -> Result<(usize, usize), ApiError> {
         .map_err(internal)?
         .map_err(internal)?;
     let counts = (rules.set.len(), rules.errors.len());
-    *s.inner
-        .pipeline
-        .rules
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    s.inner.pipeline.replace_rules(rules);
     Ok(counts)
 }
 

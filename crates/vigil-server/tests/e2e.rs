@@ -28,6 +28,14 @@ fn start_with(
     dir: &Path,
     syslog: Vec<vigil_server::config::SyslogListener>,
 ) -> (Server, Vec<SocketAddr>) {
+    start_full(dir, syslog, 60)
+}
+
+fn start_full(
+    dir: &Path,
+    syslog: Vec<vigil_server::config::SyslogListener>,
+    lateness_secs: u64,
+) -> (Server, Vec<SocketAddr>) {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("r.yml"), RULE).unwrap();
@@ -36,6 +44,7 @@ fn start_with(
         data_dir: dir.join("data"),
         rules: vec![rules],
         syslog: syslog.clone(),
+        correlation_lateness_secs: lateness_secs,
         ..Config::default()
     };
     std::fs::create_dir_all(&config.data_dir).unwrap();
@@ -683,4 +692,59 @@ fn rules_api_disable_and_reload_on_change() {
         );
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["loaded"] == 3
     });
+}
+
+/// Correlation rules run live; their windows survive a restart; the base
+/// rule's own matches are not alerts (`generate` is false).
+#[test]
+fn live_correlation_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let corr = "title: Brute force\nid: corr-brute\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [logon_failed]\n  group-by: [TargetUserName]\n  timespan: 10m\n  condition: {gte: 3}\n---\ntitle: Logon failed\nid: base-failed\nname: logon_failed\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625}\n  condition: sel\n";
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/corr.yml"), corr).unwrap();
+    let event = |user: &str, sec: u32| {
+        format!("{{\"@timestamp\":\"2026-11-20T10:00:{sec:02}.000Z\",\"winlog\":{{\"channel\":\"Security\",\"event_id\":4625,\"computer_name\":\"dc9\",\"event_data\":{{\"TargetUserName\":\"{user}\"}}}}}}")
+    };
+    {
+        let s = start_full(dir.path(), Vec::new(), 1).0;
+        let body = format!(
+            "{}\n{}\n{}\n",
+            event("zoe", 1),
+            event("zoe", 2),
+            event("max", 3)
+        );
+        http(
+            s.addr,
+            "POST",
+            "/api/v1/events",
+            Some(&bearer(&s.admin)),
+            body.as_bytes(),
+            &[],
+        );
+        wait_for(|| s.state.backlog() == 0);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(alerts(&s, "?rule=corr-brute")["total"], 0);
+        assert_eq!(
+            alerts(&s, "?rule=base-failed")["total"],
+            0,
+            "generate: false"
+        );
+        s.state.shutdown();
+    }
+    let s = start_full(dir.path(), Vec::new(), 1).0;
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        event("zoe", 4).as_bytes(),
+        &[],
+    );
+    wait_for(|| alerts(&s, "?rule=corr-brute")["total"] == 1);
+    let a = &alerts(&s, "?rule=corr-brute")["alerts"][0];
+    assert_eq!(a["level"], "high");
+    assert_eq!(a["event"]["correlation_type"], "event_count");
+    assert_eq!(a["event"]["group"]["TargetUserName"], "zoe");
+    assert_eq!(a["event"]["value"], 3.0);
+    assert_eq!(a["event"]["events"].as_array().unwrap().len(), 3);
 }

@@ -654,6 +654,55 @@ impl CorrelationSet {
     }
 }
 
+/// Correlations resolved against a compiled rule set, with what each rule
+/// of the set feeds them.
+#[derive(Debug, Clone)]
+pub struct CorrelationPlan {
+    /// The correlations that loaded.
+    pub set: Arc<CorrelationSet>,
+    /// Correlations that did not (unknown references, cycles, legacy
+    /// aggregations that cannot be read).
+    pub errors: Vec<RuleError>,
+    /// Per rule of the rule set: the references correlations consume, and
+    /// whether the rule's own matches are to be reported (not when every
+    /// correlation consuming it says `generate: false`, nor for a legacy
+    /// aggregation).
+    pub per_rule: Vec<(Vec<String>, bool)>,
+}
+
+impl CorrelationPlan {
+    /// Resolves `corrs` and the legacy aggregations of `rules`.
+    pub fn new(rules: &[Rule], mut corrs: Vec<Correlation>) -> CorrelationPlan {
+        let mut errors = Vec::new();
+        for r in rules {
+            if r.aggregation.is_some() {
+                match from_legacy(r) {
+                    Ok(c) => corrs.push(c),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        let known: std::collections::HashSet<String> =
+            rules.iter().flat_map(|r| r.refs()).collect();
+        let (set, errs) = CorrelationSet::new(corrs, &|r| known.contains(r));
+        errors.extend(errs);
+        let per_rule = rules
+            .iter()
+            .map(|r| {
+                let refs: Vec<String> = r.refs().into_iter().filter(|x| set.consumes(x)).collect();
+                let report = r.aggregation.is_none()
+                    && (refs.is_empty() || !refs.iter().all(|x| set.suppresses(x)));
+                (refs, report)
+            })
+            .collect();
+        CorrelationPlan {
+            set: Arc::new(set),
+            errors,
+            per_rule,
+        }
+    }
+}
+
 /// Limits and tolerances of an engine.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
@@ -1045,6 +1094,11 @@ impl CorrelationEngine {
     /// The correlations this engine runs.
     pub fn set(&self) -> &CorrelationSet {
         &self.set
+    }
+
+    /// Inputs waiting in the reorder buffer.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
     }
 
     /// Groups currently held, over all correlations.

@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use vigil_event::Event;
 use vigil_sigma::correlation::{
-    from_legacy, Correlation, CorrelationEngine, CorrelationSet, EngineConfig, Input,
+    Correlation, CorrelationEngine, CorrelationPlan, CorrelationSet, EngineConfig, Input,
 };
 use vigil_sigma::{Document, RuleError, RuleSet};
 
@@ -47,37 +47,12 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(rules: &RuleSet, mut corrs: Vec<Correlation>) -> Correlator {
-        let mut errors = Vec::new();
-        for r in rules.rules() {
-            if r.aggregation.is_some() {
-                match from_legacy(r) {
-                    Ok(c) => corrs.push(c),
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        let known: std::collections::HashSet<String> =
-            rules.rules().iter().flat_map(|r| r.refs()).collect();
-        let (set, errs) = CorrelationSet::new(corrs, &|r| known.contains(r));
-        errors.extend(errs);
-        let per_rule = rules
-            .rules()
-            .iter()
-            .map(|r| {
-                let refs: Vec<String> = r.refs().into_iter().filter(|x| set.consumes(x)).collect();
-                // Reported unless every correlation consuming it says
-                // `generate: false` (the default), or it is a legacy
-                // aggregation, whose single matches are not detections.
-                let report = r.aggregation.is_none()
-                    && (refs.is_empty() || !refs.iter().all(|x| set.suppresses(x)));
-                (refs, report)
-            })
-            .collect();
+    pub fn new(rules: &RuleSet, corrs: Vec<Correlation>) -> Correlator {
+        let plan = CorrelationPlan::new(rules.rules(), corrs);
         Correlator {
-            set: Arc::new(set),
-            errors,
-            per_rule,
+            set: plan.set,
+            errors: plan.errors,
+            per_rule: plan.per_rule,
             held: Vec::new(),
         }
     }
