@@ -453,7 +453,6 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
         });
     }
     let ts = event_time(&event).unwrap_or(received);
-    let group_key = group_of(&event, group_field);
     let event_json = String::from_utf8_lossy(doc).into_owned();
     let mut refs = Vec::new();
     let mut matches = Vec::new();
@@ -464,13 +463,18 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
             continue;
         }
         let rule = rules.set.rule(r);
+        // A rule may name its own grouping field (`vigil.alert_group_by`).
+        let group_key = group_of(
+            &event,
+            rule.alert_group_by.as_deref().unwrap_or(group_field),
+        );
         matches.push((
             NewMatch {
                 rule_id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
                 rule_title: rule.title.clone(),
                 level: rule.level.map(|l| l.as_str().to_string()),
                 tags: rule.tags.clone(),
-                group_key: group_key.clone(),
+                group_key,
                 ts,
                 matched_fields: rules.set.matched_fields(r, &event),
                 event: event_json.clone(),

@@ -203,6 +203,33 @@ fn bulk_from_a_shipper_raises_an_alert_and_folds_repeats() {
     );
     // Filters and paging.
     assert_eq!(alerts(&s, "?status=closed")["total"], 0);
+    // A rule can group its alerts by another field.
+    std::fs::write(
+        dir.path().join("rules/by_user.yml"),
+        RULE.replace("rule-4625", "rule-by-user") + "vigil:\n  alert_group_by: TargetUserName\n",
+    )
+    .unwrap();
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/rules/reload",
+        Some(&bearer(&s.admin)),
+        b"",
+        &[],
+    );
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        winlogbeat("admin_al", "dc01").as_bytes(),
+        &[],
+    );
+    wait_for(|| alerts(&s, "?rule=rule-by-user")["total"] == 1);
+    assert_eq!(
+        alerts(&s, "?rule=rule-by-user")["alerts"][0]["group"],
+        "admin_al"
+    );
     assert_eq!(
         alerts(&s, "?host=dc01&level=medium&limit=1")["alerts"]
             .as_array()

@@ -161,6 +161,10 @@ pub struct Rule {
     pub aggregation: Option<String>,
     /// Legacy `timeframe`.
     pub timeframe: Option<String>,
+    /// Vigil's own attribute `vigil.alert_group_by`: the event field whose
+    /// value groups this rule's alerts (default: the server's setting, the
+    /// host).
+    pub alert_group_by: Option<String>,
     /// The file the rule came from.
     pub path: Option<Arc<str>>,
     /// 1-based line where the rule's document starts.
@@ -464,6 +468,11 @@ fn parse_document(doc: &Node, placeholders: &Placeholders) -> Result<Document, R
         logsource,
         aggregation,
         timeframe,
+        alert_group_by: doc
+            .get("vigil")
+            .and_then(|v| v.get("alert_group_by"))
+            .and_then(Node::as_str)
+            .map(str::to_string),
         path: None,
         line: doc.line,
         detection,
