@@ -137,10 +137,12 @@ impl FieldMap {
                     extra.push((alias, value));
                 }
             }
+            // No check for names already there: a field keeps its first
+            // value (`Event::get` and detection read the first), so an
+            // alias pushed after an existing field is never seen, and a
+            // check would cost a scan of the event per alias.
             for (name, value) in extra {
-                if event.get(&name).is_none() {
-                    event.push(vigil_event::intern(&name), value);
-                }
+                event.push(vigil_event::intern(&name), value);
             }
             if event.meta.product.is_none() {
                 if let Some(p) = &m.product {

@@ -993,6 +993,27 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Respon
         rules.set.len(),
         rules.errors.len(),
     ));
+    let cs = i
+        .pipeline
+        .engine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stats();
+    let groups = i
+        .pipeline
+        .engine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .group_count();
+    out.push_str(&format!(
+        "# TYPE vigil_correlation_groups gauge\nvigil_correlation_groups {groups}\n\
+         # TYPE vigil_correlation_inputs_total counter\nvigil_correlation_inputs_total {}\n\
+         # TYPE vigil_correlation_late_total counter\nvigil_correlation_late_total {}\n\
+         # TYPE vigil_correlation_evicted_groups_total counter\nvigil_correlation_evicted_groups_total {}\n\
+         # TYPE vigil_correlation_dropped_entries_total counter\nvigil_correlation_dropped_entries_total {}\n\
+         # TYPE vigil_correlation_matches_total counter\nvigil_correlation_matches_total {}\n",
+        cs.inputs, cs.late, cs.evicted_groups, cs.dropped_entries, cs.matches
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -546,10 +546,20 @@ impl RuleSet {
     /// name no field). Empty when the rule does not match. Costs one
     /// evaluation; meant for reporting a detection, not for the hot path.
     pub fn matched_fields(&self, rule: usize, event: &Event) -> Vec<String> {
-        let mut s = Scratch::default();
-        self.prepare(event, &mut s);
+        // A scratch per thread: a fresh one would allocate and zero the
+        // per-pattern stamps (hundreds of KiB with every SigmaHQ rule) for
+        // every detection reported.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        }
+        SCRATCH.with(|s| self.matched_fields_in(rule, event, &mut s.borrow_mut()))
+    }
+
+    fn matched_fields_in(&self, rule: usize, event: &Event, s: &mut Scratch) -> Vec<String> {
+        self.prepare(event, s);
+        let s = &*s;
         let inner = &*self.inner;
-        let view = View { event, s: &s };
+        let view = View { event, s };
         let mut out: Vec<String> = Vec::new();
         let det = &inner.rules[rule].detection;
         for v in inner.variants.iter().filter(|v| v.rule as usize == rule) {

@@ -11,7 +11,8 @@ use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use vigil_event::Event;
 use vigil_sigma::correlation::{
-    Correlation, CorrelationEngine, CorrelationPlan, CorrelationSet, EngineConfig, Input,
+    Correlation, CorrelationEngine, CorrelationPlan, CorrelationSet, EngineConfig, EngineStats,
+    Input,
 };
 use vigil_sigma::{Document, RuleError, RuleSet};
 
@@ -85,9 +86,9 @@ impl Correlator {
     }
 
     /// Runs the correlations over everything held, in time order.
-    pub fn run(mut self) -> Vec<Detection> {
+    pub fn run(mut self) -> (Vec<Detection>, EngineStats) {
         if self.held.is_empty() {
-            return Vec::new();
+            return (Vec::new(), EngineStats::default());
         }
         self.held.sort_by_key(|h| h.ts);
         let mut engine = CorrelationEngine::new(
@@ -107,7 +108,8 @@ impl Correlator {
             }));
         }
         matches.extend(engine.flush());
-        matches
+        let stats = engine.stats();
+        let out = matches
             .into_iter()
             .map(|m| {
                 let c = &self.set.correlations()[m.correlation];
@@ -166,6 +168,7 @@ impl Correlator {
                     record: r,
                 }
             })
-            .collect()
+            .collect();
+        (out, stats)
     }
 }

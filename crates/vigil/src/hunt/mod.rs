@@ -215,10 +215,12 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let mut summary = shared.summary.into_inner().expect("summary");
     // Correlations run last, over every consumed match in time order.
     let corr = shared.corr.into_inner().expect("correlator");
-    for d in corr.run() {
+    let (correlated, stats) = corr.run();
+    for d in correlated {
         summary.correlation_match(&d);
         sink.write(d)?;
     }
+    summary.correlation_stats = stats;
     sink.finish()?;
     summary.events = shared.events.load(Ordering::Relaxed);
     summary.bytes = shared.bytes.load(Ordering::Relaxed);

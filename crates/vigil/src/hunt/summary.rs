@@ -44,6 +44,8 @@ pub struct Summary {
     failed_sources: BTreeSet<String>,
     /// Correlation rules in use.
     pub correlations: usize,
+    /// The correlation engine's counters (evictions are reported).
+    pub correlation_stats: vigil_sigma::correlation::EngineStats,
     correlation_matches: u64,
 }
 
@@ -71,6 +73,7 @@ impl Summary {
             input_errors: Vec::new(),
             failed_sources: BTreeSet::new(),
             correlations: 0,
+            correlation_stats: Default::default(),
             correlation_matches: 0,
         }
     }
@@ -190,8 +193,12 @@ impl Summary {
         if self.correlations > 0 {
             let _ = writeln!(
                 s,
-                "correlations: {} rules, {} matches (included above)",
-                self.correlations, self.correlation_matches
+                "correlations: {} rules, {} matches (included above); {} inputs, {} groups evicted at the group limit, {} window entries dropped at the window limit",
+                self.correlations,
+                self.correlation_matches,
+                self.correlation_stats.inputs,
+                self.correlation_stats.evicted_groups,
+                self.correlation_stats.dropped_entries
             );
         }
         let top = |m: &HashMap<String, u64>| {
