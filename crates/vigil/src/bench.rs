@@ -48,6 +48,11 @@ pub struct IngestBench {
     /// Events per `_bulk` request.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Offered load for `_bulk` in events/s over all senders (0: as fast
+    /// as the server answers). Latency is only meaningful below the rate
+    /// detection sustains.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -609,22 +614,41 @@ fn ingest(b: IngestBench) -> anyhow::Result<ExitCode> {
     let handles: Vec<_> = (0..b.clients)
         .map(|c| {
             let (docs, sent, token) = (docs.clone(), sent.clone(), token.clone());
-            let (count, batch) = (b.count, b.batch);
+            let (count, batch, rate, clients) = (b.count, b.batch, b.rate, b.clients);
             std::thread::spawn(move || -> anyhow::Result<()> {
+                // Request bodies are built before the clock matters and
+                // reused: the senders share the machine with the server,
+                // and what is measured is the server.
                 let mut i = c * 7919;
+                let bodies: Vec<String> = (0..8)
+                    .map(|_| {
+                        let mut body = String::with_capacity(batch * 600);
+                        for _ in 0..batch {
+                            body.push_str("{\"index\":{}}\n");
+                            body.push_str(&docs[i % docs.len()]);
+                            body.push('\n');
+                            i += 1;
+                        }
+                        body
+                    })
+                    .collect();
+                let mut n = 0;
+                let began = Instant::now();
                 loop {
                     let already = sent.fetch_add(batch, Ordering::SeqCst);
                     if already >= count {
                         return Ok(());
                     }
-                    let mut body = String::with_capacity(batch * 600);
-                    for _ in 0..batch {
-                        body.push_str("{\"index\":{}}\n");
-                        body.push_str(&docs[i % docs.len()]);
-                        body.push('\n');
-                        i += 1;
+                    if rate > 0 {
+                        // Pace: this sender's share of the offered load.
+                        let due = (n * batch * clients) as f64 / rate as f64;
+                        let wait = due - began.elapsed().as_secs_f64();
+                        if wait > 0.0 {
+                            std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+                        }
                     }
-                    http_post(&addr, "/_bulk", &token, &body)?;
+                    http_post(&addr, "/_bulk", &token, &bodies[n % bodies.len()])?;
+                    n += 1;
                 }
             })
         })
