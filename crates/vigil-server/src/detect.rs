@@ -177,7 +177,7 @@ impl Pipeline {
         let watch_db = db.clone();
         std::thread::Builder::new()
             .name("vigil-detect".into())
-            .spawn(move || worker.run(&db, window_ns, &group_field))
+            .spawn(move || worker.run(db, window_ns, &group_field))
             .map_err(|e| e.to_string())?;
         // Reload when rule files change (checked every few seconds: a
         // modification time or a file count that moved).
@@ -233,18 +233,17 @@ impl Pipeline {
     /// correlation results back for ever.
     fn flush_correlations_if_idle(
         &self,
-        db: &Db,
-        window_ns: i64,
+        next: u64,
         group_field: &str,
         idle_since: &mut Option<std::time::Instant>,
-    ) {
+    ) -> Option<Folded> {
         let since = *idle_since.get_or_insert_with(std::time::Instant::now);
         if since.elapsed() < Duration::from_secs(self.lateness_secs) {
-            return;
+            return None;
         }
         let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
         if engine.pending() == 0 {
-            return;
+            return None;
         }
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
         let matches: Vec<NewMatch> = engine
@@ -252,11 +251,13 @@ impl Pipeline {
             .iter()
             .map(|m| correlation_alert(&rules, m, group_field))
             .collect();
-        let snap = engine.snapshot();
-        let next = self.detected_up_to.load(Ordering::SeqCst);
-        if let Err(e) = db.fold(&matches, window_ns, next, Some(&snap)) {
-            eprintln!("vigil: storing correlation alerts failed: {e}");
-        }
+        Some(Folded {
+            matches,
+            latencies: Vec::new(),
+            next,
+            snapshot: Some(engine.snapshot()),
+            records: 0,
+        })
     }
 
     /// Wakes the detection thread (new events in the log).
@@ -279,13 +280,31 @@ impl Pipeline {
             .saturating_sub(self.detected_up_to.load(Ordering::Relaxed))
     }
 
-    fn run(&self, db: &Db, window_ns: i64, group_field: &str) {
+    fn run(self: Arc<Self>, db: Arc<Db>, window_ns: i64, group_field: &str) {
+        // Two stages: this thread reads the log, decodes and matches
+        // (in parallel) and runs correlations in log order; a second one
+        // folds the results into the database, with the checkpoint and the
+        // correlation state in the same transaction. The next batch is
+        // matched while the previous one is being stored.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Folded>(2);
+        let folder = {
+            let this = self.clone();
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("vigil-fold".into())
+                .spawn(move || {
+                    for f in rx {
+                        this.store(&db, f, window_ns);
+                    }
+                })
+                .expect("spawning the fold thread")
+        };
+        let mut read_from = self.detected_up_to.load(Ordering::SeqCst);
         // When the log went quiet; correlation inputs still buffered then
         // are released once it has been quiet for the lateness bound.
         let mut idle_since: Option<std::time::Instant> = None;
         loop {
-            let from = self.detected_up_to.load(Ordering::SeqCst);
-            let records = match self.wal.read_range(from, 5_000) {
+            let records = match self.wal.read_range(read_from, 5_000) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("vigil: detection cannot read the event log: {e}");
@@ -294,8 +313,14 @@ impl Pipeline {
                 }
             };
             if records.is_empty() {
-                self.flush_correlations_if_idle(db, window_ns, group_field, &mut idle_since);
+                if let Some(f) =
+                    self.flush_correlations_if_idle(read_from, group_field, &mut idle_since)
+                {
+                    let _ = tx.send(f);
+                }
                 if self.stop.load(Ordering::SeqCst) {
+                    drop(tx);
+                    let _ = folder.join();
                     return;
                 }
                 let (lock, cv) = &self.wake;
@@ -311,9 +336,9 @@ impl Pipeline {
             }
             idle_since = None;
             let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let next = records.last().map(|(s, _)| s + 1).unwrap_or(from);
-            // Decoding and matching run on every core; folding into alerts
-            // then runs in log order.
+            let next = records.last().map(|(s, _)| s + 1).unwrap_or(read_from);
+            // Decoding and matching run on every core; correlations then
+            // see the matches in log order.
             let per_record: Vec<Option<Detected>> = records
                 .par_iter()
                 .map(|(seq, payload)| detect_one(&rules, *seq, payload, group_field))
@@ -332,7 +357,6 @@ impl Pipeline {
                             matches.push(m);
                             latencies.push(received);
                         }
-                        // Correlations see the matches in log order.
                         if let Some((ts, refs, event, event_ref)) = d.feed {
                             for cm in engine.push(Input {
                                 ts_ns: ts,
@@ -348,61 +372,85 @@ impl Pipeline {
             }
             let snapshot = has_correlations.then(|| engine.snapshot());
             drop(engine);
-            match db.fold(&matches, window_ns, next, snapshot.as_ref()) {
-                Ok(()) => {
-                    let now = now_ns();
-                    let mut sample = self
-                        .counters
-                        .latency_sample
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    for r in latencies {
-                        let us = ((now - r).max(0) / 1000) as u64;
-                        let n = self
-                            .counters
-                            .latency_samples
-                            .fetch_add(1, Ordering::Relaxed)
-                            + 1;
-                        self.counters
-                            .latency_us_sum
-                            .fetch_add(us, Ordering::Relaxed);
-                        self.counters
-                            .latency_us_max
-                            .fetch_max(us, Ordering::Relaxed);
-                        if sample.len() < LATENCY_SAMPLE {
-                            sample.push(us);
-                        } else {
-                            // Reservoir sampling: each latency is kept with
-                            // equal probability (a cheap hash stands in for
-                            // randomness).
-                            let j = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % n;
-                            if (j as usize) < LATENCY_SAMPLE {
-                                sample[j as usize] = us;
-                            }
-                        }
-                    }
-                    drop(sample);
-                    self.counters
-                        .events_detected
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    self.counters
-                        .matches
-                        .fetch_add(matches.len() as u64, Ordering::Relaxed);
-                    self.detected_up_to.store(next, Ordering::SeqCst);
-                    // Processed records need not be kept in the log.
-                    let _ = self.wal.remove_before(next);
-                }
-                Err(e) => {
-                    eprintln!("vigil: storing alerts failed, will retry: {e}");
-                    std::thread::sleep(Duration::from_secs(1));
+            read_from = next;
+            let folded = Folded {
+                matches,
+                latencies,
+                next,
+                snapshot,
+                records: records.len() as u64,
+            };
+            if tx.send(folded).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stores one batch (retrying until the database takes it: the batch
+    /// is acknowledged data and may not be skipped), then moves the
+    /// checkpoint and lets the log drop what is stored.
+    fn store(&self, db: &Db, f: Folded, window_ns: i64) {
+        while let Err(e) = db.fold(&f.matches, window_ns, f.next, f.snapshot.as_ref()) {
+            eprintln!("vigil: storing alerts failed, will retry: {e}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let now = now_ns();
+        let mut sample = self
+            .counters
+            .latency_sample
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for r in f.latencies {
+            let us = ((now - r).max(0) / 1000) as u64;
+            let n = self
+                .counters
+                .latency_samples
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            self.counters
+                .latency_us_sum
+                .fetch_add(us, Ordering::Relaxed);
+            self.counters
+                .latency_us_max
+                .fetch_max(us, Ordering::Relaxed);
+            if sample.len() < LATENCY_SAMPLE {
+                sample.push(us);
+            } else {
+                // Reservoir sampling: each latency is kept with equal
+                // probability (a cheap hash stands in for randomness).
+                let j = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % n;
+                if (j as usize) < LATENCY_SAMPLE {
+                    sample[j as usize] = us;
                 }
             }
         }
+        drop(sample);
+        self.counters
+            .events_detected
+            .fetch_add(f.records, Ordering::Relaxed);
+        self.counters
+            .matches
+            .fetch_add(f.matches.len() as u64, Ordering::Relaxed);
+        self.detected_up_to.store(f.next, Ordering::SeqCst);
+        // Stored records need not be kept in the log.
+        let _ = self.wal.remove_before(f.next);
     }
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// One batch on its way to the database.
+struct Folded {
+    matches: Vec<NewMatch>,
+    /// Receive times of the events behind `matches`, for latency.
+    latencies: Vec<i64>,
+    /// The checkpoint once stored.
+    next: u64,
+    snapshot: Option<vigil_sigma::correlation::EngineSnapshot>,
+    /// Log records the batch covers.
+    records: u64,
 }
 
 /// What detection makes of one log record.
