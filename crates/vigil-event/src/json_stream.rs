@@ -23,6 +23,51 @@ pub fn event_from_json_slice(bytes: &[u8]) -> Result<Event, serde_json::Error> {
     Ok(event)
 }
 
+/// The scalar methods of a serde `Visitor` whose `Value = ()` and which has
+/// a method `fn scalar<E>(self, v: Value) -> Result<(), E>`: every JSON
+/// scalar becomes a [`crate::Value`] handed to it. Shared by the streaming
+/// flatteners (here and in `vigil-ingest`), which differ only in where a
+/// scalar goes.
+#[macro_export]
+macro_rules! visit_scalars {
+    () => {
+        fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+            self.scalar($crate::Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+            self.scalar($crate::Value::Int(v))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+            self.scalar(match i64::try_from(v) {
+                Ok(i) => $crate::Value::Int(i),
+                Err(_) => $crate::Value::Float(v as f64),
+            })
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+            self.scalar($crate::Value::Float(v))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<(), E> {
+            self.scalar($crate::Value::Str(v.into()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<(), E> {
+            self.scalar($crate::Value::Str(v.into_boxed_str()))
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            self.scalar($crate::Value::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<(), E> {
+            self.scalar($crate::Value::Null)
+        }
+    };
+}
+
 struct Seed<'a> {
     event: &'a mut Event,
     path: &'a mut String,
@@ -50,40 +95,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.scalar(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.scalar(Value::Int(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.scalar(match i64::try_from(v) {
-            Ok(i) => Value::Int(i),
-            Err(_) => Value::Float(v as f64),
-        })
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.scalar(Value::Float(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.scalar(Value::Str(v.into()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.scalar(Value::Str(v.into_boxed_str()))
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.scalar(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.scalar(Value::Null)
-    }
+    crate::visit_scalars!();
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         // Arrays are rare and small; a list of scalars becomes a list

@@ -109,40 +109,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         f.write_str("an EVTX record rendered as JSON")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.scalar(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.scalar(Value::Int(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.scalar(match i64::try_from(v) {
-            Ok(i) => Value::Int(i),
-            Err(_) => Value::Float(v as f64),
-        })
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.scalar(Value::Float(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.scalar(Value::Str(v.into()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.scalar(Value::Str(v.into_boxed_str()))
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.scalar(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.scalar(Value::Null)
-    }
+    vigil_event::visit_scalars!();
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         // A list of values (unnamed `Data` items): scalars become a list;

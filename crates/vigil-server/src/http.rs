@@ -458,6 +458,19 @@ impl AppState {
     }
 }
 
+/// The start of every ingest handler but `_bulk` (which answers 429 per
+/// item): credentials, back-pressure, the body.
+fn ingest_body(s: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>, ApiError> {
+    authorize(s, headers, Need::Ingest)?;
+    if overloaded(s) {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Vigil is behind on detection; retry".into(),
+        ));
+    }
+    body_bytes(s, headers, body)
+}
+
 fn overloaded(s: &AppState) -> bool {
     s.overloaded()
 }
@@ -602,14 +615,7 @@ async fn events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers, Need::Ingest)?;
-    if overloaded(&s) {
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Vigil is behind on detection; retry".into(),
-        ));
-    }
-    let data = body_bytes(&s, &headers, &body)?;
+    let data = ingest_body(&s, &headers, &body)?;
     let text = String::from_utf8_lossy(&data);
     let mut docs = Vec::new();
     let mut rejected = Vec::new();
@@ -668,14 +674,7 @@ async fn hec_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers, Need::Ingest)?;
-    if overloaded(&s) {
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "server is busy".into(),
-        ));
-    }
-    let data = body_bytes(&s, &headers, &body)?;
+    let data = ingest_body(&s, &headers, &body)?;
     let mut docs = Vec::new();
     // HEC bodies are JSON objects one after another, not always newline
     // separated.
@@ -725,14 +724,7 @@ async fn hec_raw(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers, Need::Ingest)?;
-    if overloaded(&s) {
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "server is busy".into(),
-        ));
-    }
-    let data = body_bytes(&s, &headers, &body)?;
+    let data = ingest_body(&s, &headers, &body)?;
     let docs: Vec<Json_> = String::from_utf8_lossy(&data)
         .lines()
         .filter(|l| !l.trim().is_empty())
