@@ -251,20 +251,20 @@ pub fn compile_values(
         only(&[Re, ReI, ReM, ReS, All, Neq, Cased], "re")?;
         for v in values {
             let text = text_of(v, "re")?;
-            let mut builder = regex::RegexBuilder::new(text);
+            let pcre = ascii_classes(text);
+            let mut builder = regex::RegexBuilder::new(&pcre);
             builder
                 .case_insensitive(has(ReI))
                 .multi_line(has(ReM))
                 .dot_matches_new_line(has(ReS))
                 // Rules are untrusted input: bound the compiled size so a
-                // hostile pattern cannot exhaust memory (SigmaHQ's largest,
-                // `\w{1,64}` under Unicode, needs about 4 MiB). The regex
-                // crate matches in linear time, so there is no ReDoS.
+                // hostile pattern cannot exhaust memory. The regex crate
+                // matches in linear time, so there is no ReDoS.
                 .size_limit(32 << 20);
             let re = builder
                 .build()
                 .map_err(|e| format!("invalid regular expression '{text}': {e}"))?;
-            let literals = regex_literals(text, has(ReI), has(ReM), has(ReS));
+            let literals = regex_literals(&pcre, has(ReI), has(ReM), has(ReS));
             patterns.push(Pattern::Regex(re, literals));
         }
         return Ok(CompiledValues::new(patterns, all, negate));
@@ -410,6 +410,71 @@ impl CompiledValues {
             Some(group)
         })
     }
+}
+
+/// Rewrites the shorthand classes `\w \W \d \D \s \S \b \B` to their
+/// ASCII meaning, as in PCRE (Sigma's regex dialect) without Unicode mode;
+/// the `regex` crate would read them as Unicode classes, which match more
+/// (any script's letters and digits) and compile to automata hundreds of
+/// times larger (`\w{1,64}`: megabytes). Everything else is left as is.
+pub(crate) fn ascii_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    let mut class_depth = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let (inside, outside) = match next {
+                    'w' => ("[:word:]", "[[:word:]]"),
+                    'W' => ("[:^word:]", "[^[:word:]]"),
+                    'd' => ("[:digit:]", "[0-9]"),
+                    'D' => ("[:^digit:]", "[^0-9]"),
+                    's' => ("[:space:]", "[[:space:]]"),
+                    'S' => ("[:^space:]", "[^[:space:]]"),
+                    'b' if class_depth == 0 => ("", "(?-u:\\b)"),
+                    'B' if class_depth == 0 => ("", "(?-u:\\B)"),
+                    other => {
+                        out.push('\\');
+                        out.push(other);
+                        continue;
+                    }
+                };
+                out.push_str(if class_depth > 0 { inside } else { outside });
+            }
+            '[' => {
+                // `[:word:]` inside a class is a POSIX class, not nesting.
+                if class_depth > 0 && chars.peek() == Some(&':') {
+                    out.push(c);
+                    for d in chars.by_ref() {
+                        out.push(d);
+                        if d == ']' {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                class_depth += 1;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push(chars.next().expect("peeked"));
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(chars.next().expect("peeked"));
+                }
+            }
+            ']' if class_depth > 0 => {
+                class_depth -= 1;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Literals of which every match of the regex must contain one
@@ -820,6 +885,28 @@ mod tests {
             .unwrap_err()
             .contains("unknown modifier 'endwith'"));
         assert_eq!(parse_key("|all").unwrap().field, None);
+    }
+
+    #[test]
+    fn shorthand_classes_are_ascii_as_in_pcre() {
+        assert_eq!(ascii_classes(r"\w+\s\d"), r"[[:word:]]+[[:space:]][0-9]");
+        assert_eq!(ascii_classes(r"[\w.-]+"), r"[[:word:].-]+");
+        assert_eq!(ascii_classes(r"[^\W]"), r"[^[:^word:]]");
+        assert_eq!(
+            ascii_classes(r"\bcmd\b\.exe\\"),
+            r"(?-u:\b)cmd(?-u:\b)\.exe\\"
+        );
+        assert_eq!(ascii_classes(r"[]\d]"), r"[][:digit:]]");
+        let re = regex::Regex::new(&ascii_classes(r"^\w+$")).unwrap();
+        assert!(re.is_match("abc_1"));
+        assert!(!re.is_match("été"), "PCRE's \\w is ASCII");
+        // The pattern that needed megabytes under Unicode classes.
+        assert!(
+            regex::RegexBuilder::new(&ascii_classes(r"-k\s\w{1,64}(?:\s?(?:-p|-s))?"))
+                .size_limit(1 << 20)
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]
