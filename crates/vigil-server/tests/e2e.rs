@@ -36,17 +36,25 @@ fn start_full(
     syslog: Vec<vigil_server::config::SyslogListener>,
     lateness_secs: u64,
 ) -> (Server, Vec<SocketAddr>) {
+    start_config(dir, syslog, |c| c.correlation_lateness_secs = lateness_secs)
+}
+
+fn start_config(
+    dir: &Path,
+    syslog: Vec<vigil_server::config::SyslogListener>,
+    tweak: impl FnOnce(&mut Config),
+) -> (Server, Vec<SocketAddr>) {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("r.yml"), RULE).unwrap();
     std::fs::write(rules.join("su.yml"), SYSLOG_RULE).unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.join("data"),
         rules: vec![rules],
         syslog: syslog.clone(),
-        correlation_lateness_secs: lateness_secs,
         ..Config::default()
     };
+    tweak(&mut config);
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let db = Arc::new(Db::open(&config.data_dir.join("vigil.db")).unwrap());
     let _ = db.ensure_admin().unwrap();
@@ -774,4 +782,50 @@ fn live_correlation_survives_a_restart() {
     assert_eq!(a["event"]["group"]["TargetUserName"], "zoe");
     assert_eq!(a["event"]["value"], 3.0);
     assert_eq!(a["event"]["events"].as_array().unwrap().len(), 3);
+}
+
+/// When detection falls behind, ingest pushes back: 429 with Retry-After
+/// for the events API, per-item 429 in `_bulk` (as Elasticsearch does);
+/// nothing refused is stored, so a retry is safe.
+#[test]
+fn back_pressure_answers_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_config(dir.path(), Vec::new(), |c| c.max_backlog_events = 1).0;
+    // Stop detection, so that what is stored stays behind.
+    s.state.shutdown();
+    let two = format!("{}\n{}\n", winlogbeat("adm", "h"), winlogbeat("adm", "h"));
+    let (st, _) = http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        two.as_bytes(),
+        &[],
+    );
+    assert_eq!(st, 200, "accepted while the backlog is within bounds");
+    assert_eq!(s.state.backlog(), 2);
+    let mut sock = TcpStream::connect(s.addr).unwrap();
+    let body = winlogbeat("adm", "h");
+    write!(sock, "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}", s.admin, body.len()).unwrap();
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 429"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("retry-after: 1"),
+        "{resp}"
+    );
+    let bulk = format!("{{\"index\":{{}}}}\n{}\n", winlogbeat("adm", "h"));
+    let (st, resp) = http(
+        s.addr,
+        "POST",
+        "/_bulk",
+        Some(&bearer(&s.admin)),
+        bulk.as_bytes(),
+        &[],
+    );
+    assert_eq!(st, 200);
+    let r: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(r["errors"], true);
+    assert_eq!(r["items"][0]["index"]["status"], 429);
+    assert_eq!(s.state.backlog(), 2, "nothing refused was stored");
 }
