@@ -453,6 +453,20 @@ struct Folded {
     records: u64,
 }
 
+/// The header line of a log record (see `AppState::store_events`).
+#[derive(serde::Deserialize)]
+struct RecordHeader<'a> {
+    /// Receive time, ns.
+    #[serde(default)]
+    t: i64,
+    /// Listener.
+    #[serde(borrow, default)]
+    l: std::borrow::Cow<'a, str>,
+    /// Product of the sender, if configured.
+    #[serde(default)]
+    prod: Option<String>,
+}
+
 /// What detection makes of one log record.
 struct Detected {
     /// Alerts to fold, with the record's receive time.
@@ -475,15 +489,15 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
     // Header line, newline, the document as sent (see `store_events`).
     let split = payload.iter().position(|b| *b == b'\n')?;
     let (head, doc) = (&payload[..split], &payload[split + 1..]);
-    let rec = serde_json::from_slice::<serde_json::Value>(head).ok()?;
-    let received = rec.get("t").and_then(|t| t.as_i64()).unwrap_or(0);
+    let rec: RecordHeader = serde_json::from_slice(head).ok()?;
+    let received = rec.t;
     let mut event = vigil_ingest::json::event_from_json_bytes_with(
         doc,
         vigil_ingest::fieldmap::FieldMap::builtin(),
     )
     .ok()?;
-    event.meta.source = rec.get("l").and_then(|l| l.as_str()).map(Into::into);
-    if let Some(p) = rec.get("prod").and_then(|p| p.as_str()) {
+    event.meta.source = Some(rec.l.as_ref().into());
+    if let Some(p) = rec.prod.as_deref() {
         event.meta.product = Some(p.into());
     }
     let hits: Vec<usize> = SCRATCH.with(|s| {

@@ -576,32 +576,43 @@ async fn bulk_with(
             .collect()
     };
     store(&s, "bulk", &peer, &docs, data.len() as u64)?;
+    // The response is written as text: a 1,000-item bulk answer built as
+    // JSON values costs more than storing the events.
+    let quote = |t: &str| serde_json::to_string(t).unwrap_or_else(|_| "\"\"".into());
     let mut errors = false;
-    let results: Vec<Json_> = items
-        .iter()
-        .map(|(kind, idx, d)| {
-            let body = match (d, busy) {
-                (Ok(_), false) => json!({"_index": idx, "_id": Json_::Null, "_version": 1, "result": "created", "status": 201,
-                                         "_shards": {"total": 1, "successful": 1, "failed": 0}}),
-                (Ok(_), true) => {
-                    errors = true;
-                    json!({"_index": idx, "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "Vigil is behind on detection; retry"}})
-                }
-                (Err(e), _) => {
-                    errors = true;
-                    json!({"_index": idx, "status": 400, "error": {"type": "mapper_parsing_exception", "reason": e}})
-                }
-            };
-            json!({ kind.as_str(): body })
-        })
-        .collect();
-    let rejected = items.iter().filter(|(_, _, d)| d.is_err()).count() as u64
-        + if busy { docs.len() as u64 } else { 0 };
+    let mut rejected = 0u64;
+    let mut list = String::with_capacity(items.len() * 170);
+    for (i, (kind, idx, d)) in items.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let body = match (d, busy) {
+            (Ok(_), false) => format!(
+                "{{\"_index\":{},\"_id\":null,\"_version\":1,\"result\":\"created\",\"status\":201,\"_shards\":{{\"total\":1,\"successful\":1,\"failed\":0}}}}",
+                quote(idx)
+            ),
+            (Ok(_), true) => format!(
+                "{{\"_index\":{},\"status\":429,\"error\":{{\"type\":\"es_rejected_execution_exception\",\"reason\":\"Vigil is behind on detection; retry\"}}}}",
+                quote(idx)
+            ),
+            (Err(e), _) => format!(
+                "{{\"_index\":{},\"status\":400,\"error\":{{\"type\":\"mapper_parsing_exception\",\"reason\":{}}}}}",
+                quote(idx),
+                quote(e)
+            ),
+        };
+        if d.is_err() || busy {
+            errors = true;
+            rejected += 1;
+        }
+        list.push_str(&format!("{{{}:{body}}}", quote(kind)));
+    }
     s.inner.rejected.fetch_add(rejected, Ordering::Relaxed);
-    let mut r = Json(
-        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": results}),
-    )
-    .into_response();
+    let text = format!(
+        "{{\"took\":{},\"errors\":{errors},\"items\":[{list}]}}",
+        started.elapsed().as_millis()
+    );
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], text).into_response();
     r.headers_mut().insert(
         "x-elastic-product",
         "Elasticsearch".parse().expect("static"),
