@@ -465,6 +465,31 @@ struct RecordHeader<'a> {
     /// Product of the sender, if configured.
     #[serde(default)]
     prod: Option<String>,
+    /// Peer address.
+    #[serde(borrow, default)]
+    p: std::borrow::Cow<'a, str>,
+    /// Tenant.
+    #[serde(borrow, default)]
+    tenant: std::borrow::Cow<'a, str>,
+}
+
+/// The stored document with how it arrived added as `_vigil` (receive
+/// time, listener, peer, tenant): an alert's event keeps its provenance.
+/// `doc` is a JSON object (ingest checked it).
+fn with_receipt(doc: &str, rec: &RecordHeader<'_>, received: i64) -> String {
+    let receipt = serde_json::json!({
+        "received": crate::db::rfc3339(received),
+        "listener": rec.l,
+        "peer": rec.p,
+        "tenant": rec.tenant,
+    });
+    let body = doc.trim_start().strip_prefix('{').unwrap_or("}");
+    let sep = if body.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    format!("{{\"_vigil\":{receipt}{sep}{body}")
 }
 
 /// What detection makes of one log record.
@@ -515,7 +540,7 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
         });
     }
     let ts = event_time(&event).unwrap_or(received);
-    let event_json = String::from_utf8_lossy(doc).into_owned();
+    let event_json = with_receipt(&String::from_utf8_lossy(doc), &rec, received);
     let mut refs = Vec::new();
     let mut matches = Vec::new();
     for r in hits {

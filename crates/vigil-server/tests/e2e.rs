@@ -396,6 +396,16 @@ fn triage_comments_and_audit() {
     assert_eq!(one["alert"]["assignee"], "jo");
     assert_eq!(one["comments"][0]["text"], "service account, known");
     assert_eq!(one["events"].as_array().unwrap().len(), 1);
+    // The event keeps how it arrived.
+    let receipt = &one["events"][0]["_vigil"];
+    assert_eq!(receipt["listener"], "api");
+    assert_eq!(receipt["tenant"], "default");
+    assert!(
+        receipt["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{receipt}"
+    );
+    assert!(receipt["received"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(one["events"][0]["winlog"]["event_id"], 4625);
     let (st, body) = http(
         s.addr,
         "GET",
