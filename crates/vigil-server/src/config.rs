@@ -12,7 +12,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP listen address (loopback by default).
     pub listen: String,
-    /// Sigma rule files or directories; default: DATA_DIR/rules.
+    /// Sigma rule files or directories, in addition to DATA_DIR/rules
+    /// (where `vigil rules update` installs rules).
     pub rules: Vec<PathBuf>,
     /// Placeholder values file for `expand`.
     pub placeholders: Option<PathBuf>,
@@ -89,13 +90,15 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// The rule paths in effect.
+    /// The rule paths in effect: the configured ones and the data
+    /// directory's installed rules.
     pub fn rule_paths(&self) -> Vec<PathBuf> {
-        if self.rules.is_empty() {
-            vec![self.data_dir.join("rules")]
-        } else {
-            self.rules.clone()
+        let mut paths = self.rules.clone();
+        let installed = self.data_dir.join("rules");
+        if !paths.contains(&installed) {
+            paths.push(installed);
         }
+        paths
     }
 }
 
