@@ -13,7 +13,10 @@ pub mod evtx_json;
 pub mod fieldmap;
 pub mod json;
 pub mod syslog;
+pub mod time;
 pub mod winlog;
+
+pub use time::event_time;
 
 use std::fmt;
 use std::sync::Arc;

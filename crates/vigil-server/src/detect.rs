@@ -539,7 +539,7 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
             feed: None,
         });
     }
-    let ts = event_time(&event).unwrap_or(received);
+    let ts = vigil_ingest::event_time(&event).unwrap_or(received);
     let event_json = with_receipt(&String::from_utf8_lossy(doc), &rec, received);
     let mut refs = Vec::new();
     let mut matches = Vec::new();
@@ -648,20 +648,4 @@ pub(crate) fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-fn event_time(event: &vigil_event::Event) -> Option<i64> {
-    for f in [
-        "@timestamp",
-        "TimeCreated_SystemTime",
-        "timestamp",
-        "UtcTime",
-    ] {
-        if let Some(vigil_event::Value::Str(s)) = event.get(f) {
-            if let Some(t) = crate::db::parse_rfc3339(s) {
-                return Some(t);
-            }
-        }
-    }
-    None
 }

@@ -333,20 +333,17 @@ async fn ok_empty(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
 
 async fn es_info(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&s, &headers, Need::Ingest)?;
-    let mut r = Json(json!({
+    let info = json!({
         "name": "vigil", "cluster_name": "vigil", "cluster_uuid": "vigil",
         "version": {"number": "8.11.0", "build_flavor": "default", "build_type": "tar", "lucene_version": "9.8.0",
                      "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
         "tagline": "You Know, for Search"
-    }))
-    .into_response();
-    // The official Elasticsearch clients check this header.
-    r.headers_mut().insert(
-        "x-elastic-product",
-        "Elasticsearch".parse().expect("static"),
-    );
-    Ok(r)
+    });
+    Ok(([ELASTIC_PRODUCT], Json(info)).into_response())
 }
+
+/// The official Elasticsearch clients refuse a server without this header.
+const ELASTIC_PRODUCT: (&str, &str) = ("x-elastic-product", "Elasticsearch");
 
 async fn es_license(
     State(s): State<AppState>,
@@ -612,12 +609,12 @@ async fn bulk_with(
         "{{\"took\":{},\"errors\":{errors},\"items\":[{list}]}}",
         started.elapsed().as_millis()
     );
-    let mut r = ([(header::CONTENT_TYPE, "application/json")], text).into_response();
-    r.headers_mut().insert(
-        "x-elastic-product",
-        "Elasticsearch".parse().expect("static"),
-    );
-    Ok(r)
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        [ELASTIC_PRODUCT],
+        text,
+    )
+        .into_response())
 }
 
 async fn events(

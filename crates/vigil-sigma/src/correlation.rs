@@ -1179,7 +1179,6 @@ impl CorrelationEngine {
             }
             let (_, p) = self.buffer.pop_first().expect("non-empty");
             self.released_up_to = self.released_up_to.max(p.ts);
-            let _ = p.seq;
             for (ci, pos, key, value) in p.feeds {
                 self.apply(ci, pos, key, value, p.ts, p.event_ref.clone(), &mut out);
             }

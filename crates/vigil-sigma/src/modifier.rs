@@ -7,7 +7,7 @@
 //! Combinations that make no sense (`re|contains`, `base64` of a wildcard
 //! string, `i` without `re`) are refused with a reason.
 
-use crate::glob::{self, StrMatcher, Tok};
+use crate::glob::{self, Tok};
 use crate::pattern::{CmpOp, Pattern, StrPattern, TimePart};
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -846,12 +846,6 @@ fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
             .ok_or_else(|| format!("'{text}' has an invalid prefix length"))?
     };
     Ok((ip, len))
-}
-
-/// Exposed for tests of [`StrMatcher`] construction.
-#[allow(dead_code)]
-pub(crate) fn matcher_for(text: &str) -> StrMatcher {
-    StrMatcher::new(&glob::parse(text), true)
 }
 
 #[cfg(test)]

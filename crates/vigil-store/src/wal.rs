@@ -246,7 +246,7 @@ impl Wal {
                             reason: format!("record {seq} where {next_seq} was expected"),
                         })
                     }
-                    Err(reason) if i == last => {
+                    Err(_) if i == last => {
                         // A torn tail: cut it off.
                         let len = std::fs::metadata(&seg.path)
                             .map_err(io_err(&seg.path))?
@@ -258,7 +258,6 @@ impl Wal {
                             .map_err(io_err(&seg.path))?;
                         f.set_len(offset).map_err(io_err(&seg.path))?;
                         f.sync_all().map_err(io_err(&seg.path))?;
-                        let _ = reason;
                         break;
                     }
                     Err(reason) => {

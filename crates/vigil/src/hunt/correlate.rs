@@ -64,11 +64,7 @@ impl Correlator {
         let (refs, report) = &self.per_rule[r];
         if !refs.is_empty() {
             self.held.push(Held {
-                ts: event
-                    .meta
-                    .timestamp_ns
-                    .or_else(|| super::output::event_time(event))
-                    .unwrap_or(0),
+                ts: vigil_ingest::event_time(event).unwrap_or(0),
                 refs: refs.clone(),
                 event: event.clone(),
                 event_ref: format!(

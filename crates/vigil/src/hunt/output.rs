@@ -5,7 +5,7 @@ use serde_json::{Map, Value as Json};
 use std::collections::BinaryHeap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
-use vigil_event::{value_to_json, Event, Value};
+use vigil_event::{value_to_json, Event};
 use vigil_sigma::Rule;
 
 /// Output format.
@@ -30,33 +30,6 @@ pub struct Detection {
     pub record: Map<String, Json>,
 }
 
-/// The first of these fields an event has gives its time, when the reader
-/// did not (JSON inputs).
-const TIME_FIELDS: &[&str] = &[
-    "TimeCreated_SystemTime",
-    "@timestamp",
-    "timestamp",
-    "UtcTime",
-    "time",
-];
-
-pub fn event_time(event: &Event) -> Option<i64> {
-    if let Some(ts) = event.meta.timestamp_ns {
-        return Some(ts);
-    }
-    for f in TIME_FIELDS {
-        if let Some(Value::Str(s)) = event.get(f) {
-            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-                return t.timestamp_nanos_opt();
-            }
-            if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
-                return t.and_utc().timestamp_nanos_opt();
-            }
-        }
-    }
-    None
-}
-
 /// RFC 3339 in UTC with microseconds.
 pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -73,7 +46,7 @@ fn text(event: &Event, names: &[&str]) -> Json {
 impl Detection {
     /// The record for `rule` matching `event`.
     pub fn new(rule: &Rule, event: &Event) -> Detection {
-        let ts = event_time(event);
+        let ts = vigil_ingest::event_time(event);
         let mut m = Map::new();
         m.insert(
             "timestamp".into(),
@@ -191,6 +164,11 @@ struct FormatWriter {
     count: u64,
 }
 
+fn write_csv_row(out: &mut impl Write, cols: &[String]) -> std::io::Result<()> {
+    let row: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
+    writeln!(out, "{}", row.join(","))
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -215,14 +193,7 @@ impl FormatWriter {
                 let mut cols: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
                 cols.push("tags".into());
                 cols.extend(self.fields.iter().cloned());
-                writeln!(
-                    self.out,
-                    "{}",
-                    cols.iter()
-                        .map(|c| csv_field(c))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )?;
+                write_csv_row(&mut self.out, &cols)?;
             }
             Format::Json => write!(self.out, "[")?,
             Format::Table | Format::Jsonl => {}
@@ -273,14 +244,7 @@ impl FormatWriter {
                 for f in &self.fields {
                     cols.push(plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null)));
                 }
-                writeln!(
-                    self.out,
-                    "{}",
-                    cols.iter()
-                        .map(|c| csv_field(c))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )?;
+                write_csv_row(&mut self.out, &cols)?;
             }
             Format::Table => {
                 let get = |k: &str| plain(r.get(k).unwrap_or(&Json::Null));
