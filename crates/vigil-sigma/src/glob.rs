@@ -81,18 +81,51 @@ enum Piece {
     AnyChar,
 }
 
+/// A substring searcher built on first use.
+///
+/// Building a `memmem::Finder` costs about a microsecond; a rule set holds
+/// thousands of them and an event reaches only the few its prefilter lets
+/// through, so building them all up front would dominate the start-up of
+/// a short hunt.
+#[derive(Debug, Clone)]
+pub struct LazyFinder {
+    needle: String,
+    finder: std::sync::OnceLock<memmem::Finder<'static>>,
+}
+
+impl LazyFinder {
+    fn new(needle: String) -> Self {
+        LazyFinder {
+            needle,
+            finder: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The byte offset of the first occurrence of the needle in `hay`.
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        self.finder
+            .get_or_init(|| memmem::Finder::new(self.needle.as_bytes()).into_owned())
+            .find(hay)
+    }
+
+    /// The text searched for.
+    pub fn needle(&self) -> &str {
+        &self.needle
+    }
+}
+
 /// A run of literal text and `?` between two `*` of a glob.
 #[derive(Debug, Clone)]
 pub struct Segment {
     pieces: Vec<Piece>,
     /// Finder for the leading text, to skip to candidate positions.
-    finder: Option<memmem::Finder<'static>>,
+    finder: Option<LazyFinder>,
 }
 
 impl Segment {
     fn new(pieces: Vec<Piece>) -> Self {
         let finder = match pieces.first() {
-            Some(Piece::Text(t)) => Some(memmem::Finder::new(t.as_bytes()).into_owned()),
+            Some(Piece::Text(t)) => Some(LazyFinder::new(t.clone())),
             _ => None,
         };
         Segment { pieces, finder }
@@ -153,7 +186,7 @@ pub enum StrMatcher {
     /// The text ends with this.
     Suffix(String),
     /// The text contains this.
-    Contains(Box<memmem::Finder<'static>>, String),
+    Contains(Box<LazyFinder>),
     /// Anything else: `*`-separated segments; the first is anchored at the
     /// start and the last at the end.
     Glob {
@@ -173,7 +206,7 @@ impl StrMatcher {
     /// (the caller then matches lowercased text).
     pub fn new(toks: &[Tok], lowercase: bool) -> Self {
         let mut segments: Vec<Vec<Piece>> = vec![Vec::new()];
-        for t in toks {
+        for (i, t) in toks.iter().enumerate() {
             match t {
                 Tok::Star => {
                     if !segments.last().is_some_and(|s| s.is_empty()) || segments.len() == 1 {
@@ -185,7 +218,13 @@ impl StrMatcher {
                     let seg = segments.last_mut().expect("non-empty");
                     match seg.last_mut() {
                         Some(Piece::Text(s)) => s.push(*c),
-                        _ => seg.push(Piece::Text(c.to_string())),
+                        _ => {
+                            // Sized for the rest of the value: most values
+                            // are one run of text.
+                            let mut text = String::with_capacity(toks.len() - i);
+                            text.push(*c);
+                            seg.push(Piece::Text(text));
+                        }
                     }
                 }
             }
@@ -194,7 +233,11 @@ impl StrMatcher {
             for seg in &mut segments {
                 for p in seg.iter_mut() {
                     if let Piece::Text(s) = p {
-                        *s = lower(s);
+                        if s.is_ascii() {
+                            s.make_ascii_lowercase();
+                        } else {
+                            *s = lower(s);
+                        }
                     }
                 }
             }
@@ -202,26 +245,30 @@ impl StrMatcher {
         let open_start = matches!(toks.first(), Some(Tok::Star));
         let open_end = matches!(toks.last(), Some(Tok::Star));
         // Drop the empty segments that a leading or trailing star leaves.
-        let segs: Vec<Vec<Piece>> = segments.into_iter().filter(|s| !s.is_empty()).collect();
-        let single_text = |s: &Vec<Piece>| match s.as_slice() {
-            [Piece::Text(t)] => Some(t.clone()),
+        let mut segs: Vec<Vec<Piece>> = segments.into_iter().filter(|s| !s.is_empty()).collect();
+        let single_text = match segs.as_mut_slice() {
+            [seg] => match seg.as_mut_slice() {
+                [Piece::Text(t)] => Some(std::mem::take(t)),
+                _ => None,
+            },
             _ => None,
         };
-        match (segs.len(), open_start, open_end) {
-            (0, false, false) => StrMatcher::Exact(String::new()),
-            (0, _, _) => StrMatcher::Any,
-            (1, false, false) if single_text(&segs[0]).is_some() => {
-                StrMatcher::Exact(single_text(&segs[0]).expect("checked"))
-            }
-            (1, false, true) if single_text(&segs[0]).is_some() => {
-                StrMatcher::Prefix(single_text(&segs[0]).expect("checked"))
-            }
-            (1, true, false) if single_text(&segs[0]).is_some() => {
-                StrMatcher::Suffix(single_text(&segs[0]).expect("checked"))
-            }
-            (1, true, true) if single_text(&segs[0]).is_some() => {
-                let t = single_text(&segs[0]).expect("checked");
-                StrMatcher::Contains(Box::new(memmem::Finder::new(t.as_bytes()).into_owned()), t)
+        match (segs.len(), open_start, open_end, single_text) {
+            (0, false, false, _) => StrMatcher::Exact(String::new()),
+            (0, _, _, _) => StrMatcher::Any,
+            (1, false, false, Some(t)) => StrMatcher::Exact(t),
+            (1, false, true, Some(t)) => StrMatcher::Prefix(t),
+            (1, true, false, Some(t)) => StrMatcher::Suffix(t),
+            (1, true, true, Some(t)) => StrMatcher::Contains(Box::new(LazyFinder::new(t))),
+            (_, _, _, Some(t)) => {
+                // Only reachable with one bare text segment, all handled
+                // above; keep the text rather than lose it.
+                segs[0] = vec![Piece::Text(t)];
+                StrMatcher::Glob {
+                    segments: segs.into_iter().map(Segment::new).collect(),
+                    open_start,
+                    open_end,
+                }
             }
             _ => StrMatcher::Glob {
                 segments: segs.into_iter().map(Segment::new).collect(),
@@ -237,7 +284,7 @@ impl StrMatcher {
             StrMatcher::Exact(s) => text == s,
             StrMatcher::Prefix(s) => text.starts_with(s.as_str()),
             StrMatcher::Suffix(s) => text.ends_with(s.as_str()),
-            StrMatcher::Contains(f, _) => f.find(text.as_bytes()).is_some(),
+            StrMatcher::Contains(f) => f.find(text.as_bytes()).is_some(),
             StrMatcher::Any => true,
             StrMatcher::Glob {
                 segments,
@@ -251,10 +298,10 @@ impl StrMatcher {
     /// matcher knows of (used to build the rule set's prefilter).
     pub fn required_literal(&self) -> Option<&str> {
         match self {
-            StrMatcher::Exact(s)
-            | StrMatcher::Prefix(s)
-            | StrMatcher::Suffix(s)
-            | StrMatcher::Contains(_, s) => Some(s.as_str()),
+            StrMatcher::Exact(s) | StrMatcher::Prefix(s) | StrMatcher::Suffix(s) => {
+                Some(s.as_str())
+            }
+            StrMatcher::Contains(f) => Some(f.needle()),
             StrMatcher::Any => None,
             StrMatcher::Glob { segments, .. } => segments
                 .iter()

@@ -7,6 +7,8 @@
 //! unquoted `true`/`false` is a boolean). Lines are kept so that every
 //! error can name where it is.
 
+mod fast;
+
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -112,10 +114,28 @@ pub struct YamlError {
 
 /// Parses every document of a YAML stream (documents separated by `---`).
 ///
+/// Plain rule files take a fast path (`fast.rs`) that builds the same tree;
+/// anything it does not handle goes through `yaml-rust2`.
+///
 /// # Errors
 /// A syntax error, with its line; duplicate keys in one mapping are an
 /// error too, because a rule with two `condition:` keys is ambiguous.
 pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
+    match fast::parse(src) {
+        Some(docs) => Ok(docs),
+        None => parse_full(src),
+    }
+}
+
+/// The fast path of [`parse_documents`] alone: `None` where it leaves the
+/// input to the full parser (for tests that compare the two).
+pub fn parse_fast(src: &str) -> Option<Vec<Node>> {
+    fast::parse(src)
+}
+
+/// [`parse_documents`] through the full YAML parser only, skipping the fast
+/// path for plain rule files (for tests that compare the two).
+pub fn parse_full(src: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(src);
     parser.load(&mut builder, true).map_err(|e| YamlError {

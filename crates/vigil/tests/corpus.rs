@@ -287,3 +287,51 @@ fn streaming_flattening_equals_tree_flattening_on_the_corpus() {
     }
     assert!(n > 8000, "{n}");
 }
+
+fn yml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            yml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// The fast YAML path builds exactly the full parser's tree for every
+/// SigmaHQ rule file, and takes nearly all of them.
+#[test]
+fn fast_yaml_path_equals_the_full_parser_on_every_rule() {
+    let Some(c) = corpus("fast_yaml_path_equals_the_full_parser_on_every_rule") else {
+        return;
+    };
+    let mut files = Vec::new();
+    for dir in [
+        "rules",
+        "rules-emerging-threats",
+        "rules-threat-hunting",
+        "rules-compliance",
+        "rules-placeholder",
+        "deprecated",
+        "unsupported",
+    ] {
+        yml_files(&c.join("sigma").join(dir), &mut files);
+    }
+    let mut fast = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        if let Some(docs) = vigil_sigma::yaml::parse_fast(&text) {
+            assert_eq!(
+                Ok(docs),
+                vigil_sigma::yaml::parse_full(&text),
+                "{}",
+                f.display()
+            );
+            fast += 1;
+        }
+    }
+    assert!(files.len() > 4000, "{}", files.len());
+    // A regression in the fast path shows as a fall in this share.
+    assert!(fast * 100 >= files.len() * 99, "{fast} of {}", files.len());
+}

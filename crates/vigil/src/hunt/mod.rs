@@ -207,6 +207,9 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })?;
+    if std::env::var_os("VIGIL_TIMING").is_some() {
+        eprintln!("timing: inputs done {:?}", started.elapsed());
+    }
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("workers still running"))?;
     if let Some(p) = &shared.progress {
         p.finish_and_clear();
