@@ -163,16 +163,14 @@ impl RuleSetBuilder {
                 }
             }
         }
-        let triggers: Vec<Option<Vec<Atom>>> = variants
-            .iter()
-            .map(|v| {
-                if !self.prefilter {
-                    return None;
-                }
-                let det = &rules[v.rule as usize].detection;
-                cond_trigger(&det.cond, det, &v.fields, [channel, event_id])
-            })
-            .collect();
+        let prefilter = self.prefilter;
+        let triggers: Vec<Option<Vec<Atom>>> = crate::bucket::par_map(&variants, |v| {
+            if !prefilter {
+                return None;
+            }
+            let det = &rules[v.rule as usize].detection;
+            cond_trigger(&det.cond, det, &v.fields, [channel, event_id])
+        });
         let routes = Routes::build(&variants, &triggers, channel, event_id);
         RuleSet {
             inner: Arc::new(Inner {
