@@ -314,7 +314,7 @@ fn trigger_score(atoms: &[Atom]) -> (usize, std::cmp::Reverse<usize>) {
 /// `Channel`) ranks below any other: events reach a bucket because of
 /// those very values, so such a trigger rarely rules anything out.
 fn item_score(t: &(bool, Vec<Atom>)) -> (bool, (usize, std::cmp::Reverse<usize>)) {
-    (!t.0, trigger_score(&t.1))
+    (t.0, trigger_score(&t.1))
 }
 
 /// The trigger of a condition: literals of which one must occur for the

@@ -32,6 +32,9 @@ pub struct Scratch {
     pub(crate) epoch: u32,
     pub(crate) candidates: Vec<u32>,
     pub(crate) matches: Vec<crate::Match>,
+    /// Rule variants fully evaluated so far (the prefilter's misses cost
+    /// one each).
+    pub(crate) evaluated: u64,
     /// Field id by name pointer: events whose names are interned (as the
     /// readers do) skip hashing the name. Each entry keeps its name alive,
     /// so a pointer cannot be reused for another name while cached.
@@ -69,6 +72,13 @@ pub(crate) struct ScalarRec {
 }
 
 impl Scratch {
+    /// How many rule variants this scratch has fully evaluated: what the
+    /// prefilter let through. Divided by the events matched, it measures
+    /// how selective the prefilter is.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluated
+    }
+
     /// Resolves `event`'s fields against `fields` and lowercases every
     /// scalar; sizes the stamp arrays.
     pub(crate) fn prepare(

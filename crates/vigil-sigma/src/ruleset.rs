@@ -511,6 +511,7 @@ impl RuleSet {
         matches.clear();
         let candidates = std::mem::take(&mut scratch.candidates);
         let epoch = scratch.epoch;
+        let mut evaluated = 0;
         for &vi in &candidates {
             let v = &inner.variants[vi as usize];
             if scratch.rule_seen[v.rule as usize] == epoch {
@@ -526,6 +527,7 @@ impl RuleSet {
                 continue;
             }
             let rule = &inner.rules[v.rule as usize];
+            evaluated += 1;
             if eval_detection(&rule.detection, &v.fields, &view) {
                 scratch.rule_seen[v.rule as usize] = epoch;
                 matches.push(Match {
@@ -534,6 +536,7 @@ impl RuleSet {
             }
         }
         scratch.candidates = candidates;
+        scratch.evaluated += evaluated;
         matches.sort_unstable();
         scratch.matches = matches;
         &scratch.matches
@@ -704,6 +707,25 @@ mod tests {
             b.add_documents(docs);
         }
         b.build()
+    }
+
+    /// The prefilter keys on the rarest literal, not on the event ID the
+    /// event was routed by: an event without the literal costs no
+    /// evaluation.
+    #[test]
+    fn trigger_avoids_routing_fields() {
+        let s = set(&["title: t\nid: a\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: 5145\n    ShareName|contains: 'IPC'\n    RelativeTargetName: 'protected_storage'\n  condition: sel\n"]);
+        let mut scratch = Scratch::default();
+        let mut e = Event::new();
+        e.push("Channel", "Security");
+        e.push("EventID", 5145);
+        e.push("ShareName", "\\\\*\\IPC$");
+        e.push("RelativeTargetName", "srvsvc");
+        assert!(s.matches(&e, &mut scratch).is_empty());
+        assert_eq!(scratch.evaluations(), 0);
+        e.set("RelativeTargetName", "protected_storage");
+        assert_eq!(s.matches(&e, &mut scratch).len(), 1);
+        assert_eq!(scratch.evaluations(), 1);
     }
 
     #[test]

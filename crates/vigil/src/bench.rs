@@ -165,8 +165,8 @@ fn rules(b: RulesBench) -> anyhow::Result<ExitCode> {
         loaded.errors.len()
     );
     println!(
-        "{:>8} {:>12} {:>14} {:>10}",
-        "rules", "events/s", "ns/event", "matches"
+        "{:>8} {:>12} {:>14} {:>10} {:>12}",
+        "rules", "events/s", "ns/event", "matches", "evals/event"
     );
     for c in &b.counts {
         let n = if c == "all" {
@@ -181,22 +181,26 @@ fn rules(b: RulesBench) -> anyhow::Result<ExitCode> {
         let mut scratch = Scratch::default();
         let mut times = Vec::with_capacity(b.repeat);
         let mut hits = 0;
+        let mut evals = 0;
         for _ in 0..b.repeat.max(1) {
             hits = 0;
+            evals = scratch.evaluations();
             let start = Instant::now();
             for e in &events {
                 hits += set.matches(e, &mut scratch).len();
             }
             times.push(start.elapsed().as_secs_f64());
+            evals = scratch.evaluations() - evals;
         }
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         println!(
-            "{:>8} {:>12.0} {:>14.0} {:>10}",
+            "{:>8} {:>12.0} {:>14.0} {:>10} {:>12.2}",
             n,
             events.len() as f64 / median,
             median * 1e9 / events.len() as f64,
-            hits
+            hits,
+            evals as f64 / events.len() as f64
         );
     }
     Ok(ExitCode::SUCCESS)
