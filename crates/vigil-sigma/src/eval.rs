@@ -79,6 +79,11 @@ impl Scratch {
         self.evaluated
     }
 
+    /// The rule set this scratch was last prepared for (its address).
+    pub(crate) fn owner(&self) -> usize {
+        self.owner
+    }
+
     /// Resolves `event`'s fields against `fields` and lowercases every
     /// scalar; sizes the stamp arrays.
     pub(crate) fn prepare(

@@ -558,7 +558,19 @@ impl RuleSet {
 
     fn matched_fields_in(&self, rule: usize, event: &Event, s: &mut Scratch) -> Vec<String> {
         self.prepare(event, s);
-        let s = &*s;
+        self.matched_fields_prepared(rule, event, s)
+    }
+
+    /// [`RuleSet::matched_fields`] right after [`RuleSet::matches`] with
+    /// the same event and scratch: the event is still prepared there, so
+    /// this skips preparing it again (most of the cost).
+    ///
+    /// The result is meaningless if `scratch` was last used for another
+    /// event or another rule set.
+    pub fn matched_fields_prepared(&self, rule: usize, event: &Event, s: &Scratch) -> Vec<String> {
+        if s.owner() != Arc::as_ptr(&self.inner) as usize {
+            return Vec::new();
+        }
         let inner = &*self.inner;
         let view = View { event, s };
         let mut out: Vec<String> = Vec::new();
@@ -768,6 +780,18 @@ mod tests {
         );
         e.set("CommandLine", "nothing");
         assert!(s.matched_fields(0, &e).is_empty());
+        // Right after matching, from the same scratch; a scratch prepared
+        // by another set yields nothing rather than garbage.
+        e.set("CommandLine", "x -enc AAA");
+        let mut scratch = Scratch::default();
+        assert_eq!(s.matches(&e, &mut scratch).len(), 1);
+        assert_eq!(
+            s.matched_fields_prepared(0, &e, &scratch),
+            vec!["NewProcessName", "CommandLine"]
+        );
+        let other = set(&["title: u\nid: b\nlogsource: {product: windows}\ndetection:\n  sel: {User: bob}\n  condition: sel\n"]);
+        other.matches(&e, &mut scratch);
+        assert!(s.matched_fields_prepared(0, &e, &scratch).is_empty());
     }
 
     #[test]

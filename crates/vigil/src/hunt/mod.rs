@@ -16,7 +16,7 @@ mod summary;
 use crate::load::{load_rules, RuleOptions};
 use anyhow::Context;
 use inputs::{discover, InputKind};
-use output::{Detection, Format, Sink};
+use output::{Detection, Format, Render, Sink};
 use std::cell::RefCell;
 use std::io::Read;
 use std::path::PathBuf;
@@ -84,19 +84,44 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Matches one event; returns its detections.
-fn detect(set: &RuleSet, event: Event) -> Option<(Event, Vec<usize>)> {
-    SCRATCH
-        .with(|s| {
-            let mut s = s.borrow_mut();
-            let hits = set.matches(&event, &mut s);
-            if hits.is_empty() {
-                None
-            } else {
-                Some(hits.iter().map(|m| m.rule).collect())
-            }
-        })
-        .map(|rules| (event, rules))
+/// A rule that matched an event, with its record built and, unless the
+/// output is sorted, already formatted.
+struct Hit {
+    rule: usize,
+    detection: Detection,
+    rendered: Option<Vec<u8>>,
+}
+
+/// Matches one event; returns its detections. Runs on the threads that
+/// read events, so the records (matched fields, formatting) are built in
+/// parallel too.
+fn detect(set: &RuleSet, render: Option<&Render>, event: Event) -> Option<(Event, Vec<Hit>)> {
+    let hits = SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let rules: Vec<usize> = set.matches(&event, &mut s).iter().map(|m| m.rule).collect();
+        rules
+            .into_iter()
+            .map(|r| {
+                let mut detection = Detection::new(set.rule(r), &event);
+                detection.record.insert(
+                    "matched_fields".into(),
+                    set.matched_fields_prepared(r, &event, &s)
+                        .into_iter()
+                        .map(serde_json::Value::String)
+                        .collect(),
+                );
+                // A record that cannot be formatted here is formatted
+                // again at the sink, which then reports why.
+                let rendered = render.and_then(|w| w.render(&detection).ok());
+                Hit {
+                    rule: r,
+                    detection,
+                    rendered,
+                }
+            })
+            .collect::<Vec<Hit>>()
+    });
+    (!hits.is_empty()).then_some((event, hits))
 }
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
@@ -172,8 +197,10 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         args.sort,
         args.sort_memory,
     )?;
+    let render = sink.renderer();
     let shared = Arc::new(Shared {
         set: set.clone(),
+        render,
         field_map,
         corr: Mutex::new(corr),
         parse_only: args.parse_only,
@@ -238,6 +265,8 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
 
 struct Shared {
     set: RuleSet,
+    /// Formats records on the matching threads (`None` when sorting).
+    render: Option<Render>,
     field_map: vigil_ingest::fieldmap::FieldMap,
     corr: Mutex<correlate::Correlator>,
     parse_only: bool,
@@ -249,38 +278,24 @@ struct Shared {
 }
 
 impl Shared {
-    fn emit(&self, event: Event, rules: Vec<usize>) -> anyhow::Result<()> {
-        let mut report = Vec::with_capacity(rules.len());
+    fn emit(&self, event: Event, hits: Vec<Hit>) -> anyhow::Result<()> {
+        let mut report = Vec::with_capacity(hits.len());
         {
             let mut corr = self.corr.lock().expect("correlator");
-            for r in rules {
-                if corr.consume(r, &event) {
-                    report.push(r);
+            for hit in hits {
+                if corr.consume(hit.rule, &event) {
+                    report.push(hit);
                 }
             }
         }
-        // Built before taking the output locks: working out the matched
-        // fields re-evaluates the rule.
-        let detections: Vec<(usize, Detection)> = report
-            .into_iter()
-            .map(|r| {
-                let mut d = Detection::new(self.set.rule(r), &event);
-                d.record.insert(
-                    "matched_fields".into(),
-                    self.set
-                        .matched_fields(r, &event)
-                        .into_iter()
-                        .map(serde_json::Value::String)
-                        .collect(),
-                );
-                (r, d)
-            })
-            .collect();
         let mut summary = self.summary.lock().expect("summary");
         let mut sink = self.sink.lock().expect("sink");
-        for (r, d) in detections {
-            summary.detection(self.set.rule(r), &d);
-            sink.write(d)?;
+        for hit in report {
+            summary.detection(self.set.rule(hit.rule), &hit.detection);
+            match &hit.rendered {
+                Some(bytes) => sink.write_rendered(bytes)?,
+                None => sink.write(hit.detection)?,
+            }
         }
         Ok(())
     }
@@ -308,6 +323,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
     match input.kind {
         InputKind::Evtx => {
             let set = shared.set.clone();
+            let render = shared.render.clone();
             let parse_only = shared.parse_only;
             let counter = Arc::new(AtomicU64::new(0));
             let c2 = counter.clone();
@@ -324,7 +340,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                     if parse_only {
                         return None;
                     }
-                    detect(&set, event)
+                    detect(&set, render.as_ref(), event)
                 },
                 |item| match item {
                     Ok(Some((event, rules))) => {
@@ -374,7 +390,9 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                             if shared.parse_only {
                                 return;
                             }
-                            if let Some((event, rules)) = detect(&shared.set, event) {
+                            if let Some((event, rules)) =
+                                detect(&shared.set, shared.render.as_ref(), event)
+                            {
                                 if let Err(e) = shared.emit(event, rules) {
                                     failure.get_or_insert(e);
                                 }

@@ -129,8 +129,10 @@ impl Sink {
         };
         let mut writer = FormatWriter {
             out: BufWriter::with_capacity(1 << 16, out),
-            format,
-            fields: fields.to_vec(),
+            render: Render {
+                format,
+                fields: fields.to_vec(),
+            },
             count: 0,
         };
         writer.header()?;
@@ -147,6 +149,20 @@ impl Sink {
         }
     }
 
+    /// What formats records for this sink, to run on the threads that
+    /// find detections; `None` when the sink sorts (records then go
+    /// through [`Sink::write`]).
+    pub fn renderer(&self) -> Option<Render> {
+        self.sorter.is_none().then(|| self.writer.render.clone())
+    }
+
+    /// Writes a record made by [`Render::render`] (only for a sink that
+    /// does not sort).
+    pub fn write_rendered(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        debug_assert!(self.sorter.is_none());
+        self.writer.write_rendered(bytes)
+    }
+
     pub fn finish(mut self) -> anyhow::Result<()> {
         if let Some(sorter) = self.sorter.take() {
             sorter.drain(&mut |d| self.writer.write(&d))?;
@@ -159,9 +175,17 @@ impl Sink {
 
 struct FormatWriter {
     out: BufWriter<Box<dyn Write + Send>>,
+    render: Render,
+    count: u64,
+}
+
+/// Formats one detection record into bytes. Formatting is most of the
+/// cost of writing a detection, so the hunt runs it on the matching
+/// threads and the output lock only covers copying the bytes.
+#[derive(Debug, Clone)]
+pub struct Render {
     format: Format,
     fields: Vec<String>,
-    count: u64,
 }
 
 fn write_csv_row(out: &mut impl Write, cols: &[String]) -> std::io::Result<()> {
@@ -188,11 +212,11 @@ fn plain(v: &Json) -> String {
 
 impl FormatWriter {
     fn header(&mut self) -> anyhow::Result<()> {
-        match self.format {
+        match self.render.format {
             Format::Csv => {
                 let mut cols: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
                 cols.push("tags".into());
-                cols.extend(self.fields.iter().cloned());
+                cols.extend(self.render.fields.iter().cloned());
                 write_csv_row(&mut self.out, &cols)?;
             }
             Format::Json => write!(self.out, "[")?,
@@ -202,36 +226,74 @@ impl FormatWriter {
     }
 
     fn footer(&mut self) -> anyhow::Result<()> {
-        if self.format == Format::Json {
+        if self.render.format == Format::Json {
             writeln!(self.out, "{}]", if self.count > 0 { "\n" } else { "" })?;
         }
         Ok(())
     }
 
-    fn selected_fields(&self, record: &Map<String, Json>) -> Json {
-        let all = record.get("fields").cloned().unwrap_or(Json::Null);
+    fn write(&mut self, d: &Detection) -> anyhow::Result<()> {
+        let bytes = self.render.render(d)?;
+        self.write_rendered(&bytes)
+    }
+
+    fn write_rendered(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if self.render.format == Format::Json {
+            write!(self.out, "{}\n  ", if self.count > 0 { "," } else { "" })?;
+        }
+        self.out.write_all(bytes)?;
+        self.count += 1;
+        Ok(())
+    }
+}
+
+impl Render {
+    /// The record's `fields`, cut down to `--fields` when given.
+    fn selected_fields<'a>(&self, record: &'a Map<String, Json>) -> std::borrow::Cow<'a, Json> {
+        use std::borrow::Cow;
+        let all = record.get("fields");
         if self.fields.is_empty() {
-            return all;
+            return all.map_or(Cow::Owned(Json::Null), Cow::Borrowed);
         }
         let mut m = Map::new();
         for f in &self.fields {
-            m.insert(f.clone(), all.get(f).cloned().unwrap_or(Json::Null));
+            m.insert(
+                f.clone(),
+                all.and_then(|a| a.get(f)).cloned().unwrap_or(Json::Null),
+            );
         }
-        Json::Object(m)
+        Cow::Owned(Json::Object(m))
     }
 
-    fn write(&mut self, d: &Detection) -> anyhow::Result<()> {
+    /// One record in the sink's format: a JSONL, CSV or table line, or a
+    /// JSON array element (without its separator).
+    pub fn render(&self, d: &Detection) -> anyhow::Result<Vec<u8>> {
         let r = &d.record;
+        let mut out = Vec::with_capacity(1024);
         match self.format {
             Format::Jsonl | Format::Json => {
-                let mut rec = r.clone();
-                rec.insert("fields".into(), self.selected_fields(r));
-                if self.format == Format::Json {
-                    write!(self.out, "{}\n  ", if self.count > 0 { "," } else { "" })?;
+                // Written key by key: no copy of the record for the sake
+                // of replacing its fields.
+                out.push(b'{');
+                for (i, (k, v)) in r.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, k)?;
+                    out.push(b':');
+                    if k == "fields" {
+                        serde_json::to_writer(&mut out, &*self.selected_fields(r))?;
+                    } else {
+                        serde_json::to_writer(&mut out, v)?;
+                    }
                 }
-                serde_json::to_writer(&mut self.out, &Json::Object(rec))?;
+                if !r.contains_key("fields") {
+                    out.extend_from_slice(b",\"fields\":");
+                    serde_json::to_writer(&mut out, &*self.selected_fields(r))?;
+                }
+                out.push(b'}');
                 if self.format == Format::Jsonl {
-                    writeln!(self.out)?;
+                    out.push(b'\n');
                 }
             }
             Format::Csv => {
@@ -244,7 +306,7 @@ impl FormatWriter {
                 for f in &self.fields {
                     cols.push(plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null)));
                 }
-                write_csv_row(&mut self.out, &cols)?;
+                write_csv_row(&mut out, &cols)?;
             }
             Format::Table => {
                 let get = |k: &str| plain(r.get(k).unwrap_or(&Json::Null));
@@ -264,11 +326,10 @@ impl FormatWriter {
                         plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null))
                     ));
                 }
-                writeln!(self.out, "{}", line.trim_end())?;
+                writeln!(out, "{}", line.trim_end())?;
             }
         }
-        self.count += 1;
-        Ok(())
+        Ok(out)
     }
 }
 
