@@ -210,14 +210,30 @@ fn rules(b: RulesBench) -> anyhow::Result<ExitCode> {
 struct Run {
     secs: f64,
     peak_rss_kib: i64,
+    /// For a hunt: the seconds its summary says went to loading rules.
+    rules_secs: Option<f64>,
+}
+
+/// The rule-loading time from a hunt summary ("of which loading rules:
+/// 0.062 s (…)").
+fn rules_secs(summary: &str) -> Option<f64> {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix("of which loading rules: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Runs a command to completion with its output discarded, measuring wall
 /// time and the child's own peak RSS (from `wait4`).
 fn measure(cmd: &mut std::process::Command) -> anyhow::Result<Run> {
     use std::process::Stdio;
+    let mut stderr = tempfile::tempfile()?;
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(stderr.try_clone()?)
+        .spawn()?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our
@@ -234,9 +250,16 @@ fn measure(cmd: &mut std::process::Command) -> anyhow::Result<Run> {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) <= 1,
         "{cmd:?} failed with status {status}"
     );
+    let mut text = String::new();
+    {
+        use std::io::{Read, Seek};
+        stderr.rewind()?;
+        stderr.read_to_string(&mut text)?;
+    }
     Ok(Run {
         secs,
         peak_rss_kib: usage.ru_maxrss,
+        rules_secs: rules_secs(&text),
     })
 }
 
@@ -251,9 +274,12 @@ fn median_run(
     runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let peak = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
     let mid = &runs[runs.len() / 2];
+    let mut rules: Vec<f64> = runs.iter().filter_map(|r| r.rules_secs).collect();
+    rules.sort_by(f64::total_cmp);
     Ok(Run {
         secs: mid.secs,
         peak_rss_kib: peak,
+        rules_secs: rules.get(rules.len() / 2).copied(),
     })
 }
 
@@ -370,6 +396,14 @@ fn hunt(b: HuntBench) -> anyhow::Result<ExitCode> {
         None => println!("evtx_dump: not on PATH (cargo install evtx) — no outside reference"),
     }
     println!("ratio hunt / parse-only: {:.2}", full.secs / parse.secs);
+    if let Some(r) = full.rules_secs {
+        // Loading and compiling the rules is a fixed cost, whatever the
+        // corpus size: on a small corpus it is most of the difference.
+        println!(
+            "of the hunt, loading rules (median): {r:.3} s; ratio without it: {:.2}",
+            (full.secs - r) / parse.secs
+        );
+    }
     if let Some(d) = &dump {
         println!("ratio hunt / evtx_dump: {:.2}", full.secs / d.secs);
     }

@@ -66,6 +66,10 @@ fn jsonl_output_has_required_fields_and_detections() {
         "{summary}"
     );
     assert!(summary.contains("inputs: 1 files"), "{summary}");
+    assert!(
+        summary.contains("of which loading rules: ") && summary.contains("compiling"),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -160,12 +160,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     std::mem::forget(set.clone());
     let corr = correlate::Correlator::new(&set, correlations);
     loaded.errors.extend(corr.errors.iter().cloned());
-    if std::env::var_os("VIGIL_TIMING").is_some() {
-        eprintln!(
-            "timing: rules loaded {t_loaded:?}, compiled {:?}",
-            started.elapsed()
-        );
-    }
+    let t_compiled = started.elapsed();
     let mut field_map = vigil_ingest::fieldmap::FieldMap::builtin().clone();
     if let Some(path) = &args.field_map {
         let text =
@@ -238,9 +233,6 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })?;
-    if std::env::var_os("VIGIL_TIMING").is_some() {
-        eprintln!("timing: inputs done {:?}", started.elapsed());
-    }
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("workers still running"))?;
     if let Some(p) = &shared.progress {
         p.finish_and_clear();
@@ -259,6 +251,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     summary.events = shared.events.load(Ordering::Relaxed);
     summary.bytes = shared.bytes.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
+    summary.rules_loading = (t_loaded, t_compiled - t_loaded);
     eprint!("{}", summary.render());
     Ok(if summary.failed_inputs() > 0 {
         ExitCode::from(1)

@@ -35,6 +35,8 @@ pub struct Summary {
     pub bytes: u64,
     pub events: u64,
     pub elapsed: Duration,
+    /// Of `elapsed`: reading the rules, then compiling them.
+    pub rules_loading: (Duration, Duration),
     detections: u64,
     by_level: BTreeMap<Option<Level>, u64>,
     by_rule: HashMap<String, u64>,
@@ -65,6 +67,7 @@ impl Summary {
             bytes: 0,
             events: 0,
             elapsed: Duration::ZERO,
+            rules_loading: (Duration::ZERO, Duration::ZERO),
             detections: 0,
             by_level: BTreeMap::new(),
             by_rule: HashMap::new(),
@@ -226,6 +229,14 @@ impl Summary {
             secs,
             self.bytes as f64 / (1024.0 * 1024.0) / secs,
             self.events as f64 / secs
+        );
+        let (read, compile) = self.rules_loading;
+        let _ = writeln!(
+            s,
+            "of which loading rules: {:.3} s (reading {:.3} s, compiling {:.3} s)",
+            (read + compile).as_secs_f64(),
+            read.as_secs_f64(),
+            compile.as_secs_f64()
         );
         s
     }
