@@ -15,6 +15,7 @@
 
 use crate::condition::Cond;
 use crate::eval::Scratch;
+use crate::keyed::KeyedLiterals;
 use crate::pattern::Pattern;
 use crate::rule::{Detection, Item};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
@@ -31,11 +32,15 @@ pub(crate) const ANY_FIELD: u32 = u32::MAX;
 /// index, and per literal the variants it triggers.
 type FieldLiterals = (Vec<String>, FxHashMap<String, usize>, Vec<Vec<u32>>);
 
-/// One automaton over one field's literals.
+/// One field's literals: an automaton over most of them, a keyed lookup
+/// for `key=value` literals (see `keyed.rs`).
 #[derive(Debug)]
 struct FieldScan {
     field: u32,
-    ac: Arc<AhoCorasick>,
+    /// Over patterns `0..n` (`None`: all are keyed).
+    ac: Option<Arc<AhoCorasick>>,
+    /// Patterns `n..`.
+    keyed: Option<KeyedLiterals>,
     /// Global number of this automaton's first pattern, for the
     /// per-event "seen" stamps.
     base: u32,
@@ -69,8 +74,19 @@ pub(crate) struct Bucket {
 #[derive(Debug, Default)]
 pub(crate) struct BucketPlan {
     always: Vec<u32>,
-    /// (field, literals, per literal the variants it triggers)
-    fields: Vec<(u32, Vec<String>, Vec<Vec<u32>>)>,
+    fields: Vec<FieldPlan>,
+}
+
+/// One field's literals in a [`BucketPlan`]: those for the automaton
+/// first, then those looked up by key.
+#[derive(Debug)]
+struct FieldPlan {
+    field: u32,
+    literals: Vec<String>,
+    /// Per literal: the variants it triggers.
+    variants: Vec<Vec<u32>>,
+    /// How many of `literals` (from the start) go into the automaton.
+    automaton: usize,
 }
 
 impl BucketPlan {
@@ -96,17 +112,34 @@ impl BucketPlan {
                 }
             }
         }
-        let mut fields: Vec<_> = per_field
+        let mut fields: Vec<FieldPlan> = per_field
             .into_iter()
-            .map(|(f, (needles, _, variants))| (f, needles, variants))
+            .map(|(field, (needles, _, variants))| {
+                // Automaton literals first, keyed ones after, each in
+                // their order.
+                let keyed = crate::keyed::partition(&needles);
+                let mut order: Vec<usize> = (0..needles.len()).collect();
+                order.sort_by_key(|&i| keyed[i]);
+                let mut needles: Vec<Option<String>> = needles.into_iter().map(Some).collect();
+                let mut variants: Vec<Option<Vec<u32>>> = variants.into_iter().map(Some).collect();
+                FieldPlan {
+                    field,
+                    automaton: keyed.iter().filter(|k| !**k).count(),
+                    literals: order.iter().filter_map(|&i| needles[i].take()).collect(),
+                    variants: order.iter().filter_map(|&i| variants[i].take()).collect(),
+                }
+            })
             .collect();
-        fields.sort_by_key(|(f, _, _)| *f);
+        fields.sort_by_key(|f| f.field);
         BucketPlan { always, fields }
     }
 
     /// The literal sets this bucket needs automata for.
-    pub fn literal_sets(&self) -> impl Iterator<Item = &Vec<String>> + '_ {
-        self.fields.iter().map(|(_, needles, _)| needles)
+    pub fn literal_sets(&self) -> impl Iterator<Item = &[String]> + '_ {
+        self.fields
+            .iter()
+            .map(|f| &f.literals[..f.automaton])
+            .filter(|set| !set.is_empty())
     }
 
     /// Builds the bucket from automata built by [`build_automata`].
@@ -114,38 +147,50 @@ impl BucketPlan {
     pub fn finish(self, automata: &Automata, next_pattern: &mut u32) -> Bucket {
         let BucketPlan { mut always, fields } = self;
         let mut scans = Vec::with_capacity(fields.len());
-        for (field, needles, variants) in fields {
-            match automata.get(&needles).cloned().flatten() {
-                Some(ac) => {
-                    let mut distinct: Vec<u32> = variants.iter().flatten().copied().collect();
-                    distinct.sort_unstable();
-                    distinct.dedup();
-                    let few = (distinct.len() <= FEW_VARIANTS).then_some(distinct);
-                    let packed = few.as_ref().and_then(|_| {
-                        aho_corasick::packed::Config::new()
-                            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                            .builder()
-                            .extend(needles.iter())
-                            .build()
-                    });
-                    scans.push(FieldScan {
-                        field,
-                        ac,
-                        base: *next_pattern,
-                        variants,
-                        few,
-                        packed,
-                    });
-                    *next_pattern += needles.len() as u32;
-                }
+        for plan in fields {
+            let FieldPlan {
+                field,
+                literals,
+                variants,
+                automaton,
+            } = plan;
+            let for_automaton = &literals[..automaton];
+            let ac = match automata.get(for_automaton).cloned() {
+                Some(Some(ac)) => Some(ac),
                 // An automaton too large to build: its variants lose the
                 // prefilter and are always evaluated.
-                None => {
-                    for vs in variants {
-                        always.extend(vs);
-                    }
+                Some(None) => {
+                    always.extend(variants[..automaton].iter().flatten());
+                    None
                 }
+                None => None,
+            };
+            let keyed = KeyedLiterals::new(&literals[automaton..], automaton as u32);
+            if ac.is_none() && keyed.is_none() {
+                continue;
             }
+            let mut distinct: Vec<u32> = variants.iter().flatten().copied().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let few = (distinct.len() <= FEW_VARIANTS && keyed.is_none() && ac.is_some())
+                .then_some(distinct);
+            let packed = few.as_ref().and_then(|_| {
+                aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                    .builder()
+                    .extend(for_automaton.iter())
+                    .build()
+            });
+            scans.push(FieldScan {
+                field,
+                ac,
+                keyed,
+                base: *next_pattern,
+                variants,
+                few,
+                packed,
+            });
+            *next_pattern += literals.len() as u32;
         }
         always.sort_unstable();
         always.dedup();
@@ -190,15 +235,15 @@ pub(crate) type Automata = FxHashMap<Vec<String>, Option<Arc<AhoCorasick>>>;
 /// Builds one automaton per distinct literal set, on as many threads as
 /// there are cores: with every SigmaHQ rule this is most of the compile
 /// time.
-pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a Vec<String>>) -> Automata {
-    let mut unique: Vec<&Vec<String>> = sets.collect();
+pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a [String]>) -> Automata {
+    let mut unique: Vec<&[String]> = sets.collect();
     unique.sort_unstable();
     unique.dedup();
     // Biggest first, so that no thread is left with a large one at the end.
     unique.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = compile_threads().min(unique.len().max(1));
-    let build = |needles: &Vec<String>| {
+    let build = |needles: &[String]| {
         // The contiguous NFA: measured as fast as a full DFA here
         // (`vigil bench rules`, all SigmaHQ rules: 301k vs 299k events/s),
         // for a quarter less compile time and 20 MiB less memory.
@@ -217,7 +262,7 @@ pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a Vec<String>>) ->
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(set) = unique.get(i) else { break };
-                        out.insert((*set).clone(), build(set));
+                        out.insert(set.to_vec(), build(set));
                     }
                     out
                 })
@@ -263,13 +308,13 @@ impl Bucket {
 impl FieldScan {
     /// Queues the variants of every literal found in `text`.
     fn hits(&self, text: &str, s: &mut Scratch, epoch: u32) {
-        if let Some(few) = &self.few {
+        if let (Some(few), Some(ac)) = (&self.few, &self.ac) {
             if few.iter().all(|&v| s.variant_seen[v as usize] == epoch) {
                 return;
             }
             let hit = match &self.packed {
                 Some(p) => p.find(text).is_some(),
-                None => self.ac.is_match(text),
+                None => ac.is_match(text),
             };
             if !hit {
                 return;
@@ -279,19 +324,25 @@ impl FieldScan {
             }
             return;
         }
-        for m in self.ac.find_overlapping_iter(text) {
-            let p = m.pattern().as_usize();
-            let global = (self.base as usize) + p;
-            if s.pattern_seen[global] == epoch {
-                continue;
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(text) {
+                self.hit(m.pattern().as_usize(), s, epoch);
             }
-            s.pattern_seen[global] = epoch;
-            for &v in &self.variants[p] {
-                if s.variant_seen[v as usize] != epoch {
-                    s.variant_seen[v as usize] = epoch;
-                    s.candidates.push(v);
-                }
-            }
+        }
+        if let Some(keyed) = &self.keyed {
+            keyed.find(text.as_bytes(), &mut |p| self.hit(p as usize, s, epoch));
+        }
+    }
+
+    /// Queues the variants of pattern `p` (once per event).
+    fn hit(&self, p: usize, s: &mut Scratch, epoch: u32) {
+        let global = (self.base as usize) + p;
+        if s.pattern_seen[global] == epoch {
+            return;
+        }
+        s.pattern_seen[global] = epoch;
+        for &v in &self.variants[p] {
+            push_candidate(s, v, epoch);
         }
     }
 }

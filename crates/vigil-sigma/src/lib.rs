@@ -19,6 +19,7 @@ pub mod correlation;
 pub mod error;
 mod eval;
 pub mod glob;
+mod keyed;
 pub mod logsource;
 pub mod modifier;
 pub mod pattern;
