@@ -1,0 +1,35 @@
+#!/bin/bash
+# Compares two vigil builds on the same hunt, side by side: runs are
+# interleaved (A, B, parse-only, A, B, …) so that the noise of a shared
+# machine hits both alike, and the medians are printed.
+#
+#   benches/compare-hunt.sh OLD_VIGIL NEW_VIGIL RULES INPUTS [RUNS]
+#
+# e.g. build the older commit into another target directory first:
+#   git worktree add /tmp/old 3583b53 && (cd /tmp/old && cargo build --release)
+#   benches/compare-hunt.sh /tmp/old/target/release/vigil target/release/vigil \
+#       ../shared/corpus/sigma/rules/windows ../shared/corpus/evtx 15
+set -euo pipefail
+if [ $# -lt 4 ]; then
+    sed -n '2,12p' "$0"
+    exit 2
+fi
+a=$1 b=$2 rules=$3 inputs=$4 runs=${5:-11}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
+for _ in $(seq "$runs"); do
+    echo "A-hunt $(ms "$a" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
+    echo "B-hunt $(ms "$b" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
+    echo "B-parse-only $(ms "$b" hunt --parse-only "$inputs" -q)" >>"$out"
+done
+sort -k1,1 -k2,2n "$out" | awk '
+    { v[$1, ++n[$1]] = $2 }
+    END {
+        for (k in n) {
+            m = (n[k] % 2) ? v[k, (n[k] + 1) / 2] : (v[k, n[k] / 2] + v[k, n[k] / 2 + 1]) / 2
+            printf "%-14s median %8.1f ms over %d runs\n", k, m / 1000, n[k]
+        }
+    }' | sort
+echo "A = $a"
+echo "B = $b"
