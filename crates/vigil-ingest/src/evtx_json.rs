@@ -8,6 +8,7 @@
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::fmt;
 use vigil_event::{intern, value_from_json, Event, Value};
 
@@ -25,8 +26,9 @@ pub fn flatten_evtx_json(bytes: &[u8], event: &mut Event) -> Result<(), serde_js
     de.end()
 }
 
-/// Where in the record the visitor is.
-enum Mode {
+/// Where in the record the visitor is. Names borrow from the record's
+/// bytes where they can: no allocation per field name.
+enum Mode<'de> {
     /// The document: `{"Event": …}`.
     Root,
     /// Inside `Event`.
@@ -40,21 +42,21 @@ enum Mode {
     /// Under a `UserData` wrapper: keys are leaf names.
     Leaves,
     /// A `UserData` leaf called `.0`.
-    Leaf(String),
+    Leaf(Cow<'de, str>),
     /// An element called `.0`: its text, attributes, children.
-    Element(String),
+    Element(Cow<'de, str>),
     /// The attributes of element `.0`.
-    Attributes(String),
+    Attributes(Cow<'de, str>),
     /// A value to push under `.0`.
-    Value(String),
+    Value(Cow<'de, str>),
 }
 
-struct Seed<'a> {
+struct Seed<'a, 'de> {
     event: &'a mut Event,
-    mode: Mode,
+    mode: Mode<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for Seed<'_> {
+impl<'de> DeserializeSeed<'de> for Seed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -72,29 +74,22 @@ fn push(event: &mut Event, name: &str, value: Value) {
     }
 }
 
-impl Seed<'_> {
-    /// The name a scalar met in this mode is pushed under, if any.
-    fn scalar_name(&self) -> Option<&str> {
-        match &self.mode {
-            Mode::Element(n) | Mode::Value(n) | Mode::Leaf(n) => Some(n),
-            Mode::EventData => Some("EventData"),
-            _ => None,
-        }
-    }
-
+impl<'de> Seed<'_, 'de> {
+    /// Pushes a scalar met in this mode under its name, if it has one.
     fn scalar<E>(self, v: Value) -> Result<(), E> {
-        // `"EventData": null` is an event without data, not a field.
-        if matches!(self.mode, Mode::EventData) && v.is_null() {
-            return Ok(());
-        }
-        if let Some(name) = self.scalar_name() {
-            let name = name.to_string();
-            push(self.event, &name, v);
-        }
+        let Seed { event, mode } = self;
+        let name = match &mode {
+            // `"EventData": null` is an event without data, not a field.
+            Mode::EventData if v.is_null() => return Ok(()),
+            Mode::EventData => "EventData",
+            Mode::Element(n) | Mode::Value(n) | Mode::Leaf(n) => n.as_ref(),
+            _ => return Ok(()),
+        };
+        push(event, name, v);
         Ok(())
     }
 
-    fn child(&mut self, mode: Mode) -> Seed<'_> {
+    fn child(&mut self, mode: Mode<'de>) -> Seed<'_, 'de> {
         Seed {
             event: self.event,
             mode,
@@ -102,7 +97,7 @@ impl Seed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Seed<'_> {
+impl<'de> Visitor<'de> for Seed<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -132,28 +127,28 @@ impl<'de> Visitor<'de> for Seed<'_> {
             push(self.event, &name, Value::Str(json.to_string().into()));
             return Ok(());
         }
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let key: &str = &key;
+        while let Some(owned_key) = map.next_key_seed(Key)? {
+            let key: &str = &owned_key;
             let next = match (&self.mode, key) {
                 (Mode::Root, "Event") => Some(Mode::EventObj),
                 (Mode::Root | Mode::EventObj, "System") => Some(Mode::System),
                 (Mode::Root | Mode::EventObj, "EventData") => Some(Mode::EventData),
                 (Mode::Root | Mode::EventObj, "UserData") => Some(Mode::UserData),
                 (Mode::Root | Mode::EventObj, _) => None,
-                (Mode::System, k) => Some(Mode::Element(k.to_string())),
+                (Mode::System, _) => Some(Mode::Element(owned_key.clone())),
                 (Mode::EventData, "#attributes") => None,
-                (Mode::EventData, k) => Some(Mode::Element(k.to_string())),
+                (Mode::EventData, _) => Some(Mode::Element(owned_key.clone())),
                 (Mode::UserData, _) => Some(Mode::Leaves),
                 (Mode::Leaves, "#attributes") => None,
-                (Mode::Leaves, k) => Some(Mode::Leaf(k.to_string())),
+                (Mode::Leaves, _) => Some(Mode::Leaf(owned_key.clone())),
                 (Mode::Leaf(_), "#attributes") => None,
                 (Mode::Leaf(n), "#text") => Some(Mode::Value(n.clone())),
-                (Mode::Leaf(_), k) => Some(Mode::Leaf(k.to_string())),
+                (Mode::Leaf(_), _) => Some(Mode::Leaf(owned_key.clone())),
                 (Mode::Element(n), "#text") => Some(Mode::Value(n.clone())),
                 (Mode::Element(n), "#attributes") => Some(Mode::Attributes(n.clone())),
-                (Mode::Element(n), k) => Some(Mode::Element(format!("{n}_{k}"))),
+                (Mode::Element(n), k) => Some(Mode::Element(format!("{n}_{k}").into())),
                 (Mode::Attributes(_), "xmlns") => None,
-                (Mode::Attributes(n), a) => Some(Mode::Value(format!("{n}_{a}"))),
+                (Mode::Attributes(n), a) => Some(Mode::Value(format!("{n}_{a}").into())),
                 (Mode::Value(_), _) => None,
             };
             match next {
@@ -168,6 +163,35 @@ impl<'de> Visitor<'de> for Seed<'_> {
 }
 
 use serde::Deserialize as _;
+
+/// A map key, borrowed from the input when it holds no escapes. (Serde's
+/// own `Cow<str>` always copies: a heap allocation per key of every
+/// record.)
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -199,6 +223,8 @@ mod tests {
             json!({"Event": {"System": {"EventID": 400}, "EventData": {"Data": ["x", 1, null], "Weird": {"a": {"b": 1}}, "Empty": []}}}),
             json!({"Event": {"System": {"EventID": 1}, "EventData": "just text"}}),
             json!({"Event": {"System": {"EventID": 1}, "EventData": null}}),
+            // Keys with escapes cannot be borrowed from the input.
+            json!({"Event": {"System": {"EventID": 1}, "EventData": {"Na\"me": "x", "Tab\tKey": "y"}}}),
         ];
         for doc in docs {
             let (tree, stream) = both(doc);
