@@ -174,6 +174,7 @@ impl RuleSetBuilder {
         let routes = Routes::build(&variants, &triggers, channel, event_id);
         RuleSet {
             inner: Arc::new(Inner {
+                variant_starts: variant_starts(&variants, rules.len()),
                 rules,
                 variants,
                 fields: c.fields,
@@ -236,13 +237,18 @@ impl Compiler {
                 self.field_id(mapped)
             })
             .collect();
-        let conds: Vec<(u32, Vec<String>)> = conds
+        let conds: Vec<(u32, Vec<Want>)> = conds
             .unwrap_or_default()
             .iter()
             .map(|(f, vals)| {
                 (
                     self.field_id(f),
-                    vals.iter().map(|v| crate::glob::lower(v)).collect(),
+                    vals.iter()
+                        .map(|v| Want {
+                            text: crate::glob::lower(v),
+                            int: v.parse().ok(),
+                        })
+                        .collect(),
                 )
             })
             .collect();
@@ -263,17 +269,25 @@ impl Compiler {
     }
 }
 
+/// A value a log-source condition accepts: lowercase, and as an integer
+/// when it is one (worked out once, not per event).
+#[derive(Debug, Clone)]
+struct Want {
+    text: String,
+    int: Option<i64>,
+}
+
 /// One way a rule can apply: the rule under one log-source mapping entry.
 #[derive(Debug)]
 struct Variant {
     rule: u32,
     /// The detection's local field index → global field id.
     fields: Vec<u32>,
-    /// Event conditions from the mapping: (field, lowercase values, any).
-    conds: Vec<(u32, Vec<String>)>,
+    /// Event conditions from the mapping: (field, values, any).
+    conds: Vec<(u32, Vec<Want>)>,
     /// The conditions routing does not already guarantee: for a variant
     /// routed by channel, all but `Channel` and `EventID`.
-    residual: Vec<(u32, Vec<String>)>,
+    residual: Vec<(u32, Vec<Want>)>,
     /// The rule's product, lowercase.
     product: Option<String>,
 }
@@ -288,7 +302,11 @@ pub struct RuleSet {
 #[derive(Debug)]
 struct Inner {
     rules: Vec<Rule>,
+    /// Grouped by rule, in rule order.
     variants: Vec<Variant>,
+    /// Per rule, where its variants start in `variants` (one more entry
+    /// than rules, for the end).
+    variant_starts: Vec<u32>,
     fields: FxHashMap<String, u32>,
     field_names: Vec<String>,
     routes: Routes,
@@ -354,17 +372,13 @@ impl Routes {
                 .conds
                 .iter()
                 .find(|(f, _)| *f == event_id)
-                .map(|(_, vals)| {
-                    vals.iter()
-                        .map(|x| x.parse::<i64>().ok())
-                        .collect::<Option<Vec<i64>>>()
-                });
+                .map(|(_, vals)| vals.iter().map(|x| x.int).collect::<Option<Vec<i64>>>());
             let Some(chans) = chans else {
                 generic.push(vi);
                 continue;
             };
             for ch in chans {
-                let (by_id, any) = by_channel.entry(ch.clone()).or_default();
+                let (by_id, any) = by_channel.entry(ch.text.clone()).or_default();
                 match &eids {
                     Some(Some(ids)) => ids
                         .iter()
@@ -575,7 +589,7 @@ impl RuleSet {
         let view = View { event, s };
         let mut out: Vec<String> = Vec::new();
         let det = &inner.rules[rule].detection;
-        for v in inner.variants.iter().filter(|v| v.rule as usize == rule) {
+        for v in inner.variants_of(rule) {
             if !conds_hold(v, &view) || !eval_detection(det, &v.fields, &view) {
                 continue;
             }
@@ -611,11 +625,7 @@ impl RuleSet {
         let inner = &*self.inner;
         let mut out = String::new();
         let r = &inner.rules[rule];
-        let variants: Vec<&Variant> = inner
-            .variants
-            .iter()
-            .filter(|v| v.rule as usize == rule)
-            .collect();
+        let variants: Vec<&Variant> = inner.variants_of(rule).iter().collect();
         if variants.is_empty() {
             let _ = writeln!(out, "  rule has no variant in this set");
         }
@@ -624,7 +634,10 @@ impl RuleSet {
             let conds: Vec<String> = v
                 .conds
                 .iter()
-                .map(|(f, vals)| format!("{}={}", inner.field_names[*f as usize], vals.join("|")))
+                .map(|(f, vals)| {
+                    let vals: Vec<&str> = vals.iter().map(|w| w.text.as_str()).collect();
+                    format!("{}={}", inner.field_names[*f as usize], vals.join("|"))
+                })
                 .collect();
             let holds = conds_hold(v, &view);
             let _ = writeln!(
@@ -682,6 +695,29 @@ impl RuleSet {
     }
 }
 
+impl Inner {
+    /// The variants of rule `rule`.
+    fn variants_of(&self, rule: usize) -> &[Variant] {
+        let (a, b) = (self.variant_starts[rule], self.variant_starts[rule + 1]);
+        &self.variants[a as usize..b as usize]
+    }
+}
+
+/// Where each rule's variants start in `variants` (grouped by rule, in
+/// rule order), and where the last ends.
+fn variant_starts(variants: &[Variant], rules: usize) -> Vec<u32> {
+    debug_assert!(variants.windows(2).all(|w| w[0].rule <= w[1].rule));
+    let mut starts = Vec::with_capacity(rules + 1);
+    let mut next = 0;
+    for r in 0..=rules {
+        while next < variants.len() && (variants[next].rule as usize) < r {
+            next += 1;
+        }
+        starts.push(next as u32);
+    }
+    starts
+}
+
 /// Whether the mapping entry's event conditions hold.
 fn conds_hold(v: &Variant, view: &View<'_>) -> bool {
     all_hold(&v.conds, view)
@@ -692,15 +728,14 @@ fn residual_hold(v: &Variant, view: &View<'_>) -> bool {
     all_hold(&v.residual, view)
 }
 
-fn all_hold(conds: &[(u32, Vec<String>)], view: &View<'_>) -> bool {
+fn all_hold(conds: &[(u32, Vec<Want>)], view: &View<'_>) -> bool {
     conds.iter().all(|(fid, values)| {
         let slot = view.slot(*fid);
         view.scalars_of(slot).any(|sc| {
-            values.iter().any(|want| {
-                sc.lower == want
-                    || (sc.value.as_i64().is_some()
-                        && want.parse::<i64>().ok() == sc.value.as_i64())
-            })
+            let int = sc.value.as_i64();
+            values
+                .iter()
+                .any(|want| sc.lower == want.text || (want.int.is_some() && want.int == int))
         })
     })
 }
