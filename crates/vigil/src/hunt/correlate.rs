@@ -162,6 +162,7 @@ impl Correlator {
                 Detection {
                     timestamp_ns: Some(m.window.1),
                     record: r,
+                    event: None,
                 }
             })
             .collect();

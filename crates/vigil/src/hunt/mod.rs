@@ -95,20 +95,26 @@ struct Hit {
 /// Matches one event; returns its detections. Runs on the threads that
 /// read events, so the records (matched fields, formatting) are built in
 /// parallel too.
-fn detect(set: &RuleSet, render: Option<&Render>, event: Event) -> Option<(Event, Vec<Hit>)> {
-    let hits = SCRATCH.with(|s| {
+fn detect(set: &RuleSet, render: Option<&Render>, event: Event) -> Option<(Arc<Event>, Vec<Hit>)> {
+    SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let rules: Vec<usize> = set.matches(&event, &mut s).iter().map(|m| m.rule).collect();
-        rules
+        if rules.is_empty() {
+            return None;
+        }
+        let matched: Vec<Vec<String>> = rules
+            .iter()
+            .map(|&r| set.matched_fields_prepared(r, &event, &s))
+            .collect();
+        let event = Arc::new(event);
+        let hits = rules
             .into_iter()
-            .map(|r| {
-                let mut detection = Detection::new(set.rule(r), &event);
+            .zip(matched)
+            .map(|(r, fields)| {
+                let mut detection = Detection::new(set.rule(r), event.clone());
                 detection.record.insert(
                     "matched_fields".into(),
-                    set.matched_fields_prepared(r, &event, &s)
-                        .into_iter()
-                        .map(serde_json::Value::String)
-                        .collect(),
+                    fields.into_iter().map(serde_json::Value::String).collect(),
                 );
                 // A record that cannot be formatted here is formatted
                 // again at the sink, which then reports why.
@@ -119,9 +125,9 @@ fn detect(set: &RuleSet, render: Option<&Render>, event: Event) -> Option<(Event
                     rendered,
                 }
             })
-            .collect::<Vec<Hit>>()
-    });
-    (!hits.is_empty()).then_some((event, hits))
+            .collect();
+        Some((event, hits))
+    })
 }
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
@@ -275,7 +281,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn emit(&self, event: Event, hits: Vec<Hit>) -> anyhow::Result<()> {
+    fn emit(&self, event: Arc<Event>, hits: Vec<Hit>) -> anyhow::Result<()> {
         let mut report = Vec::with_capacity(hits.len());
         {
             let mut corr = self.corr.lock().expect("correlator");

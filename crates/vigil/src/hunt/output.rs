@@ -5,7 +5,8 @@ use serde_json::{Map, Value as Json};
 use std::collections::BinaryHeap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
-use vigil_event::{value_to_json, Event};
+use std::sync::Arc;
+use vigil_event::{value_to_json, Event, FieldsJson};
 use vigil_sigma::Rule;
 
 /// Output format.
@@ -28,6 +29,11 @@ pub struct Detection {
     pub timestamp_ns: Option<i64>,
     /// The record, fields in output order.
     pub record: Map<String, Json>,
+    /// The event whose fields are the record's `fields` (then a null
+    /// placeholder in `record`): written straight from the event, since
+    /// building a JSON tree of every field was most of the cost of a
+    /// detection.
+    pub event: Option<Arc<Event>>,
 }
 
 /// RFC 3339 in UTC with microseconds.
@@ -45,8 +51,8 @@ fn text(event: &Event, names: &[&str]) -> Json {
 
 impl Detection {
     /// The record for `rule` matching `event`.
-    pub fn new(rule: &Rule, event: &Event) -> Detection {
-        let ts = vigil_ingest::event_time(event);
+    pub fn new(rule: &Rule, event: Arc<Event>) -> Detection {
+        let ts = vigil_ingest::event_time(&event);
         let mut m = Map::new();
         m.insert(
             "timestamp".into(),
@@ -69,10 +75,10 @@ impl Detection {
         );
         m.insert(
             "computer".into(),
-            text(event, &["Computer", "host.name", "hostname"]),
+            text(&event, &["Computer", "host.name", "hostname"]),
         );
-        m.insert("channel".into(), text(event, &["Channel"]));
-        m.insert("event_id".into(), text(event, &["EventID"]));
+        m.insert("channel".into(), text(&event, &["Channel"]));
+        m.insert("event_id".into(), text(&event, &["EventID"]));
         m.insert(
             "record_id".into(),
             event.meta.record_id.map(Json::from).unwrap_or(Json::Null),
@@ -86,10 +92,27 @@ impl Detection {
                 .map(|s| Json::String(s.into()))
                 .unwrap_or(Json::Null),
         );
-        m.insert("fields".into(), event.to_json());
+        m.insert("fields".into(), Json::Null);
         Detection {
             timestamp_ns: ts,
             record: m,
+            event: Some(event),
+        }
+    }
+
+    /// Puts the event's fields into the record as JSON (for what stores
+    /// records rather than writing them).
+    fn materialize(&mut self) {
+        if let Some(event) = self.event.take() {
+            self.record.insert("fields".into(), event.to_json());
+        }
+    }
+
+    /// The value of one event field, `None` when absent.
+    fn field(&self, name: &str) -> Option<Json> {
+        match &self.event {
+            Some(e) => e.get(name).map(value_to_json),
+            None => self.record.get("fields").and_then(|f| f.get(name)).cloned(),
         }
     }
 }
@@ -142,9 +165,12 @@ impl Sink {
         })
     }
 
-    pub fn write(&mut self, d: Detection) -> anyhow::Result<()> {
+    pub fn write(&mut self, mut d: Detection) -> anyhow::Result<()> {
         match &mut self.sorter {
-            Some(s) => s.push(d),
+            Some(s) => {
+                d.materialize();
+                s.push(d)
+            }
             None => self.writer.write(&d),
         }
     }
@@ -248,21 +274,20 @@ impl FormatWriter {
 }
 
 impl Render {
-    /// The record's `fields`, cut down to `--fields` when given.
-    fn selected_fields<'a>(&self, record: &'a Map<String, Json>) -> std::borrow::Cow<'a, Json> {
-        use std::borrow::Cow;
-        let all = record.get("fields");
-        if self.fields.is_empty() {
-            return all.map_or(Cow::Owned(Json::Null), Cow::Borrowed);
+    /// Writes the record's `fields`, cut down to `--fields` when given.
+    fn write_fields(&self, d: &Detection, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        if !self.fields.is_empty() {
+            let mut m = Map::new();
+            for f in &self.fields {
+                m.insert(f.clone(), d.field(f).unwrap_or(Json::Null));
+            }
+            return serde_json::to_writer(out, &m);
         }
-        let mut m = Map::new();
-        for f in &self.fields {
-            m.insert(
-                f.clone(),
-                all.and_then(|a| a.get(f)).cloned().unwrap_or(Json::Null),
-            );
+        match (&d.event, d.record.get("fields")) {
+            (Some(e), _) => serde_json::to_writer(out, &FieldsJson(e)),
+            (None, Some(f)) => serde_json::to_writer(out, f),
+            (None, None) => serde_json::to_writer(out, &Json::Null),
         }
-        Cow::Owned(Json::Object(m))
     }
 
     /// One record in the sink's format: a JSONL, CSV or table line, or a
@@ -282,14 +307,14 @@ impl Render {
                     serde_json::to_writer(&mut out, k)?;
                     out.push(b':');
                     if k == "fields" {
-                        serde_json::to_writer(&mut out, &*self.selected_fields(r))?;
+                        self.write_fields(d, &mut out)?;
                     } else {
                         serde_json::to_writer(&mut out, v)?;
                     }
                 }
                 if !r.contains_key("fields") {
                     out.extend_from_slice(b",\"fields\":");
-                    serde_json::to_writer(&mut out, &*self.selected_fields(r))?;
+                    self.write_fields(d, &mut out)?;
                 }
                 out.push(b'}');
                 if self.format == Format::Jsonl {
@@ -302,9 +327,8 @@ impl Render {
                     .map(|c| plain(r.get(*c).unwrap_or(&Json::Null)))
                     .collect();
                 cols.push(plain(r.get("tags").unwrap_or(&Json::Null)));
-                let fields = r.get("fields");
                 for f in &self.fields {
-                    cols.push(plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null)));
+                    cols.push(plain(&d.field(f).unwrap_or(Json::Null)));
                 }
                 write_csv_row(&mut out, &cols)?;
             }
@@ -319,11 +343,10 @@ impl Render {
                     get("event_id"),
                     get("source"),
                 );
-                let fields = r.get("fields");
                 for f in &self.fields {
                     line.push_str(&format!(
                         " {f}={}",
-                        plain(fields.and_then(|x| x.get(f)).unwrap_or(&Json::Null))
+                        plain(&d.field(f).unwrap_or(Json::Null))
                     ));
                 }
                 writeln!(out, "{}", line.trim_end())?;
@@ -394,6 +417,7 @@ impl Sorter {
             Ok(Detection {
                 timestamp_ns: (t != i64::MIN).then_some(t),
                 record,
+                event: None,
             })
         };
         if self.runs.is_empty() {
