@@ -205,6 +205,9 @@ impl StrMatcher {
     /// Compiles tokens; when `lowercase` is set, literal text is lowercased
     /// (the caller then matches lowercased text).
     pub fn new(toks: &[Tok], lowercase: bool) -> Self {
+        if let Some(m) = Self::simple(toks, lowercase) {
+            return m;
+        }
         let mut segments: Vec<Vec<Piece>> = vec![Vec::new()];
         for (i, t) in toks.iter().enumerate() {
             match t {
@@ -276,6 +279,37 @@ impl StrMatcher {
                 open_end,
             },
         }
+    }
+
+    /// The matcher for text with stars at most at its ends — nearly every
+    /// Sigma value — built without the segment machinery (rule loading
+    /// compiles tens of thousands of values). `None` for anything else.
+    fn simple(toks: &[Tok], lowercase: bool) -> Option<Self> {
+        let open_start = matches!(toks.first(), Some(Tok::Star));
+        let open_end = matches!(toks.last(), Some(Tok::Star));
+        let start = toks.iter().position(|t| *t != Tok::Star)?;
+        let end = toks.iter().rposition(|t| *t != Tok::Star)? + 1;
+        let mut text = String::with_capacity(end - start);
+        for t in &toks[start..end] {
+            match t {
+                Tok::Lit(c) => text.push(*c),
+                Tok::Star | Tok::One => return None,
+            }
+        }
+        if lowercase {
+            text = if text.is_ascii() {
+                text.make_ascii_lowercase();
+                text
+            } else {
+                lower(&text)
+            };
+        }
+        Some(match (open_start, open_end) {
+            (false, false) => StrMatcher::Exact(text),
+            (false, true) => StrMatcher::Prefix(text),
+            (true, false) => StrMatcher::Suffix(text),
+            (true, true) => StrMatcher::Contains(Box::new(LazyFinder::new(text))),
+        })
     }
 
     /// Whether `text` matches.

@@ -451,22 +451,18 @@ fn end_of_value(rest: &str) -> Option<()> {
 
 /// `'…'` on one line (`''` is a quote); the text and what follows.
 fn single_quoted(text: &str) -> Option<(String, &str)> {
-    let body = &text[1..];
-    let mut out = String::with_capacity(body.len());
-    let mut chars = body.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if c == '\'' {
-            if body[i + 1..].starts_with('\'') {
-                out.push('\'');
-                chars.next();
-            } else {
-                return Some((out, &body[i + 1..]));
-            }
+    let mut rest = &text[1..];
+    let mut out = String::new();
+    loop {
+        let q = rest.find('\'')?;
+        out.push_str(&rest[..q]);
+        if rest[q + 1..].starts_with('\'') {
+            out.push('\'');
+            rest = &rest[q + 2..];
         } else {
-            out.push(c);
+            return Some((out, &rest[q + 1..]));
         }
     }
-    None
 }
 
 /// `"…"` on one line with the common escapes; the text and what follows.
