@@ -525,12 +525,19 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
     if let Some(p) = rec.prod.as_deref() {
         event.meta.product = Some(p.into());
     }
-    let hits: Vec<usize> = SCRATCH.with(|s| {
-        rules
+    // Each hit with its matched fields, worked out while the event is
+    // still prepared in the scratch.
+    let hits: Vec<(usize, Vec<String>)> = SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let rules_hit: Vec<usize> = rules
             .set
-            .matches(&event, &mut s.borrow_mut())
+            .matches(&event, &mut s)
             .iter()
             .map(|m| m.rule)
+            .collect();
+        rules_hit
+            .into_iter()
+            .map(|r| (r, rules.set.matched_fields_prepared(r, &event, &s)))
             .collect()
     });
     if hits.is_empty() {
@@ -543,7 +550,7 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
     let event_json = with_receipt(&String::from_utf8_lossy(doc), &rec, received);
     let mut refs = Vec::new();
     let mut matches = Vec::new();
-    for r in hits {
+    for (r, matched_fields) in hits {
         let (consumed, report) = &rules.plan.per_rule[r];
         refs.extend(consumed.iter().cloned());
         if !*report {
@@ -563,7 +570,7 @@ fn detect_one(rules: &Rules, seq: u64, payload: &[u8], group_field: &str) -> Opt
                 tags: rule.tags.clone(),
                 group_key,
                 ts,
-                matched_fields: rules.set.matched_fields(r, &event),
+                matched_fields,
                 event: event_json.clone(),
             },
             received,
