@@ -622,6 +622,17 @@ mod tests {
             "--- # start\na: 1\n",
             "a: é ü\n",
             "a:    \n  - 1\n",
+            "a:\n  -   x\n  -    k: v\n       j: w\n",
+            "a:\n    - k: v\n      l:\n        - 1\n    - 2\n",
+            "a: x:y\nb: 'a''b' # c\nc: \"\" \n",
+            "a:\n  b: |\n    line # not a comment\n    - not a list\n  c: 1\n",
+            "a: 'x'\n  # indented comment\nb: 2\n",
+            "key with spaces: v\nk|re: '^a.*$'\n",
+            "a: [a b, c]\nb: [1, 2, 3]\n",
+            "a: |\n  x  \n  y\n",
+            "a: |\n  x\n\n\n",
+            "a: |-\n  x\n\nb: 1\n",
+            "a: |\n  x\n# c\nb: 1\n",
         ] {
             assert!(agrees(src));
         }
