@@ -13,6 +13,12 @@ const TIME_FIELDS: &[&str] = &[
     "time",
 ];
 
+/// RFC 3339 in UTC with microseconds, from nanoseconds since the epoch:
+/// how every time Vigil writes out looks.
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// The event's time in nanoseconds since the Unix epoch: the reader's
 /// timestamp when it set one, else the first of [`TIME_FIELDS`] that holds
 /// an RFC 3339 time or a `YYYY-MM-DD hh:mm:ss[.f]` one (read as UTC, as

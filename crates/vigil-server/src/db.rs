@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Mutex;
+use vigil_ingest::rfc3339;
 use vigil_sigma::correlation::EngineSnapshot;
 
 /// The database. Calls are short; one connection behind a mutex serves.
@@ -137,11 +138,6 @@ pub struct AlertQuery {
     pub limit: Option<i64>,
     /// Offset.
     pub offset: Option<i64>,
-}
-
-/// RFC 3339 in UTC with microseconds, from nanoseconds since the epoch.
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Nanoseconds since the epoch from RFC 3339 (`2026-01-02T03:04:05Z`,

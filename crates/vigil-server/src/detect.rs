@@ -478,7 +478,7 @@ struct RecordHeader<'a> {
 /// `doc` is a JSON object (ingest checked it).
 fn with_receipt(doc: &str, rec: &RecordHeader<'_>, received: i64) -> String {
     let receipt = serde_json::json!({
-        "received": crate::db::rfc3339(received),
+        "received": vigil_ingest::rfc3339(received),
         "listener": rec.l,
         "peer": rec.p,
         "tenant": rec.tenant,
@@ -622,7 +622,7 @@ fn correlation_alert(
         matched_fields: Vec::new(),
         event: serde_json::json!({
             "correlation_type": c.kind.as_str(), "group": group, "value": m.value,
-            "window": {"start": crate::db::rfc3339(m.window.0), "end": crate::db::rfc3339(m.window.1)},
+            "window": {"start": vigil_ingest::rfc3339(m.window.0), "end": vigil_ingest::rfc3339(m.window.1)},
             "events": m.events,
         })
         .to_string(),

@@ -550,7 +550,7 @@ fn winlogbeat_doc(e: &Event) -> String {
     }
     winlog.insert("event_data".into(), serde_json::Value::Object(data));
     let ts = e.meta.timestamp_ns.unwrap_or(0);
-    serde_json::json!({"@timestamp": crate::hunt::output::rfc3339(ts), "winlog": winlog, "host": {"name": e.get("Computer").map(|c| c.to_string())}}).to_string()
+    serde_json::json!({"@timestamp": vigil_ingest::rfc3339(ts), "winlog": winlog, "host": {"name": e.get("Computer").map(|c| c.to_string())}}).to_string()
 }
 
 fn http_post(

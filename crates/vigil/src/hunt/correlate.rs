@@ -6,10 +6,11 @@
 //! same [`CorrelationEngine`] that a live server runs, so that a hunt and a
 //! live feed of the same events give the same correlation results.
 
-use super::output::{rfc3339, Detection};
+use super::output::Detection;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use vigil_event::Event;
+use vigil_ingest::rfc3339;
 use vigil_sigma::correlation::{
     Correlation, CorrelationEngine, CorrelationPlan, CorrelationSet, EngineConfig, EngineStats,
     Input,

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 use vigil_event::{value_to_json, Event, FieldsJson};
+use vigil_ingest::rfc3339;
 use vigil_sigma::Rule;
 
 /// Output format.
@@ -34,11 +35,6 @@ pub struct Detection {
     /// building a JSON tree of every field was most of the cost of a
     /// detection.
     pub event: Option<Arc<Event>>,
-}
-
-/// RFC 3339 in UTC with microseconds.
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn text(event: &Event, names: &[&str]) -> Json {
