@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 use vigil_sigma::correlation::{CorrelationEngine, CorrelationPlan, EngineConfig, Input};
-use vigil_sigma::{Document, RuleError, RuleSet, RuleSetBuilder, Scratch};
+use vigil_sigma::{RuleError, RuleSet, RuleSetBuilder, Scratch};
 use vigil_store::wal::Wal;
 
 /// The loaded rules and what failed to load.
@@ -62,16 +62,9 @@ impl Rules {
             .filter(|p| p.exists())
             .collect();
         let loaded = load_rules(&paths, &placeholders);
+        let (docs, corrs) = vigil_sigma::correlation::split(loaded.docs);
         let mut b = RuleSetBuilder::new();
-        let mut corrs = Vec::new();
-        for d in loaded.docs {
-            match d {
-                Document::Correlation(c) => corrs.push(*c),
-                other => {
-                    b.add_documents([other]);
-                }
-            }
-        }
+        b.add_documents(docs);
         let set = b.finish();
         let plan = CorrelationPlan::new(set.rules(), corrs);
         let mut errors = loaded.errors;

@@ -30,7 +30,7 @@
 //!   name it, with its group-by values as its fields.
 
 use crate::error::RuleError;
-use crate::rule::{Level, Rule};
+use crate::rule::{Document, Level, Rule};
 use crate::yaml::{Node, NodeKind};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, VecDeque};
@@ -397,6 +397,20 @@ pub(crate) fn parse(doc: &Node, title: String) -> Result<Correlation, RuleError>
         path: None,
         line: doc.line,
     })
+}
+
+/// Separates correlation rules from the other documents (rules and
+/// filters, for a [`crate::RuleSetBuilder`]), each in its order.
+pub fn split(docs: Vec<Document>) -> (Vec<Document>, Vec<Correlation>) {
+    let mut rest = Vec::with_capacity(docs.len());
+    let mut corrs = Vec::new();
+    for d in docs {
+        match d {
+            Document::Correlation(c) => corrs.push(*c),
+            other => rest.push(other),
+        }
+    }
+    (rest, corrs)
 }
 
 /// Turns a legacy aggregation (`count() by Host > 5` with `timeframe`)

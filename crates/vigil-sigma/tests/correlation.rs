@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use std::sync::Arc;
 use vigil_event::Event;
 use vigil_sigma::correlation::{
-    CorrelationEngine, CorrelationMatch, CorrelationSet, EngineConfig, Input,
+    split, CorrelationEngine, CorrelationMatch, CorrelationSet, EngineConfig, Input,
 };
 use vigil_sigma::{
     rule::parse_file, Document, LogSourceMap, Placeholders, RuleSet, RuleSetBuilder, Scratch,
@@ -26,17 +26,10 @@ struct Harness {
 fn harness(yaml: &str) -> Harness {
     let (docs, errors) = parse_file(Some("t.yml".into()), yaml, &Placeholders::new());
     assert!(errors.is_empty(), "{errors:?}");
-    let mut corrs = Vec::new();
+    let (docs, corrs) = split(docs);
     let mut b = RuleSetBuilder::new();
     b.logsources(LogSourceMap::empty());
-    for d in docs {
-        match d {
-            Document::Correlation(c) => corrs.push(*c),
-            other => {
-                b.add_documents([other]);
-            }
-        }
-    }
+    b.add_documents(docs);
     let rules = b.finish();
     let ids: Vec<String> = rules
         .rules()
@@ -422,13 +415,7 @@ fn invalid_correlations_name_the_key() {
 #[test]
 fn unknown_references_and_cycles_are_refused() {
     let (docs, _) = parse_file(None, "title: a\nid: ca\ncorrelation:\n  type: temporal\n  rules: [cb]\n  timespan: 1m\n---\ntitle: b\nid: cb\ncorrelation:\n  type: temporal\n  rules: [ca]\n  timespan: 1m\n---\ntitle: c\nid: cc\ncorrelation:\n  type: temporal\n  rules: [nope]\n  timespan: 1m\n", &Placeholders::new());
-    let corrs = docs
-        .into_iter()
-        .filter_map(|d| match d {
-            Document::Correlation(c) => Some(*c),
-            _ => None,
-        })
-        .collect();
+    let (_, corrs) = split(docs);
     let (set, errs) = CorrelationSet::new(corrs, &|_| false);
     assert!(set.correlations().is_empty());
     assert_eq!(errs.len(), 3);

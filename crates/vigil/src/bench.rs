@@ -455,13 +455,7 @@ fn correlation(b: CorrelationBench) -> anyhow::Result<ExitCode> {
     let (docs, errors) =
         vigil_sigma::rule::parse_file(None, &text, &vigil_sigma::Placeholders::new());
     anyhow::ensure!(errors.is_empty(), "{errors:?}");
-    let corrs = docs
-        .into_iter()
-        .filter_map(|d| match d {
-            Document::Correlation(c) => Some(*c),
-            _ => None,
-        })
-        .collect();
+    let (_, corrs) = vigil_sigma::correlation::split(docs);
     let (set, errors) = CorrelationSet::new(corrs, &|r| r.starts_with("base"));
     anyhow::ensure!(errors.is_empty(), "{errors:?}");
     let mut engine = CorrelationEngine::new(

@@ -15,20 +15,7 @@ use vigil_sigma::correlation::{
     Correlation, CorrelationEngine, CorrelationPlan, CorrelationSet, EngineConfig, EngineStats,
     Input,
 };
-use vigil_sigma::{Document, RuleError, RuleSet};
-
-/// Separates correlation documents from the rest.
-pub fn split(docs: Vec<Document>) -> (Vec<Document>, Vec<Correlation>) {
-    let mut rest = Vec::with_capacity(docs.len());
-    let mut corrs = Vec::new();
-    for d in docs {
-        match d {
-            Document::Correlation(c) => corrs.push(*c),
-            other => rest.push(other),
-        }
-    }
-    (rest, corrs)
-}
+use vigil_sigma::{RuleError, RuleSet};
 
 /// A consumed match waiting for the correlation pass.
 struct Held {

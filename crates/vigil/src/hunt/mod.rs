@@ -155,7 +155,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     };
     let t_loaded = started.elapsed();
     let (docs, skipped) = args.select.apply(std::mem::take(&mut loaded.docs))?;
-    let (docs, correlations) = correlate::split(docs);
+    let (docs, correlations) = vigil_sigma::correlation::split(docs);
     let mut builder = RuleSetBuilder::new();
     builder.logsources(args.options.logsource_map()?);
     builder.add_documents(docs);
