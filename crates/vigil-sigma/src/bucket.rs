@@ -118,15 +118,25 @@ impl BucketPlan {
                 // Automaton literals first, keyed ones after, each in
                 // their order.
                 let keyed = crate::keyed::partition(&needles);
-                let mut order: Vec<usize> = (0..needles.len()).collect();
-                order.sort_by_key(|&i| keyed[i]);
-                let mut needles: Vec<Option<String>> = needles.into_iter().map(Some).collect();
-                let mut variants: Vec<Option<Vec<u32>>> = variants.into_iter().map(Some).collect();
+                let (mut lits, mut vars) = (Vec::new(), Vec::new());
+                let (mut keyed_lits, mut keyed_vars) = (Vec::new(), Vec::new());
+                for ((l, v), k) in needles.into_iter().zip(variants).zip(keyed) {
+                    if k {
+                        keyed_lits.push(l);
+                        keyed_vars.push(v);
+                    } else {
+                        lits.push(l);
+                        vars.push(v);
+                    }
+                }
+                let automaton = lits.len();
+                lits.extend(keyed_lits);
+                vars.extend(keyed_vars);
                 FieldPlan {
                     field,
-                    automaton: keyed.iter().filter(|k| !**k).count(),
-                    literals: order.iter().filter_map(|&i| needles[i].take()).collect(),
-                    variants: order.iter().filter_map(|&i| variants[i].take()).collect(),
+                    literals: lits,
+                    variants: vars,
+                    automaton,
                 }
             })
             .collect();

@@ -176,42 +176,14 @@ fn empty_directory_and_broken_rule() {
 #[test]
 fn rule_selection_by_level_and_tag() {
     let (logs, rules) = examples();
-    let out = vigil(&[
-        "hunt",
-        &logs,
-        "-r",
-        &rules,
-        "-f",
-        "jsonl",
-        "-q",
-        "--min-level",
-        "medium",
-    ]);
-    assert_eq!(stdout(&out).lines().count(), 2);
-    let out = vigil(&[
-        "hunt",
-        &logs,
-        "-r",
-        &rules,
-        "-f",
-        "jsonl",
-        "-q",
-        "--exclude-tag",
-        "attack.t1059*",
-    ]);
-    assert_eq!(stdout(&out).lines().count(), 2);
-    let out = vigil(&[
-        "hunt",
-        &logs,
-        "-r",
-        &rules,
-        "-f",
-        "jsonl",
-        "-q",
-        "--include-tag",
-        "attack.discovery",
-    ]);
-    assert_eq!(stdout(&out).lines().count(), 1);
+    let detections = |selection: &[&str]| {
+        let mut args = vec!["hunt", &logs, "-r", &rules, "-f", "jsonl", "-q"];
+        args.extend(selection);
+        stdout(&vigil(&args)).lines().count()
+    };
+    assert_eq!(detections(&["--min-level", "medium"]), 2);
+    assert_eq!(detections(&["--exclude-tag", "attack.t1059*"]), 2);
+    assert_eq!(detections(&["--include-tag", "attack.discovery"]), 1);
 }
 
 #[test]

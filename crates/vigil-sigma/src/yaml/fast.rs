@@ -32,7 +32,7 @@ pub(super) fn parse(src: &str) -> Option<Vec<Node>> {
                 // Only an empty stretch before the first marker is legal
                 // here; an empty document elsewhere is left to the full
                 // parser.
-                None if first && docs.is_empty() => {}
+                None if first => {}
                 None => return None,
             }
             first = false;
