@@ -159,6 +159,18 @@ fn wait_for(mut f: impl FnMut() -> bool) {
     panic!("condition not met in 5 s");
 }
 
+/// Posts NDJSON events to `/api/v1/events` as the admin.
+fn post_events(s: &Server, body: &str) -> (u16, String) {
+    http(
+        s.addr,
+        "POST",
+        "/api/v1/events",
+        Some(&bearer(&s.admin)),
+        body.as_bytes(),
+        &[],
+    )
+}
+
 fn winlogbeat(user: &str, host: &str) -> String {
     format!("{{\"@timestamp\":\"2026-11-20T10:01:00.000Z\",\"winlog\":{{\"channel\":\"Security\",\"event_id\":4625,\"computer_name\":\"{host}\",\"event_data\":{{\"TargetUserName\":\"{user}\"}}}}}}")
 }
@@ -225,14 +237,7 @@ fn bulk_from_a_shipper_raises_an_alert_and_folds_repeats() {
         b"",
         &[],
     );
-    http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        winlogbeat("admin_al", "dc01").as_bytes(),
-        &[],
-    );
+    post_events(&s, &winlogbeat("admin_al", "dc01"));
     wait_for(|| alerts(&s, "?rule=rule-by-user")["total"] == 1);
     assert_eq!(
         alerts(&s, "?rule=rule-by-user")["alerts"][0]["group"],
@@ -340,14 +345,7 @@ fn hec_and_events_api() {
 fn triage_comments_and_audit() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
-    http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        winlogbeat("adm", "h1").as_bytes(),
-        &[],
-    );
+    post_events(&s, &winlogbeat("adm", "h1"));
     wait_for(|| alerts(&s, "")["total"] == 1);
     let id = alerts(&s, "")["alerts"][0]["id"].as_i64().unwrap();
     let analyst = s.state_token(Role::Analyst);
@@ -424,14 +422,7 @@ fn triage_comments_and_audit() {
     assert_eq!(actions.iter().filter(|a| *a == "alert.update").count(), 2);
     assert!(actions.contains(&"alert.comment".to_string()));
     // A closed alert does not absorb new matches: a new one opens.
-    http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        winlogbeat("adm", "h1").as_bytes(),
-        &[],
-    );
+    post_events(&s, &winlogbeat("adm", "h1"));
     wait_for(|| alerts(&s, "")["total"] == 2);
 }
 
@@ -493,14 +484,7 @@ fn restart_keeps_alerts_and_detects_unprocessed_events() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = start(dir.path());
-        http(
-            s.addr,
-            "POST",
-            "/api/v1/events",
-            Some(&bearer(&s.admin)),
-            winlogbeat("adm", "h1").as_bytes(),
-            &[],
-        );
+        post_events(&s, &winlogbeat("adm", "h1"));
         wait_for(|| alerts(&s, "")["total"] == 1);
         s.state.shutdown();
     }
@@ -691,14 +675,7 @@ fn rules_api_disable_and_reload_on_change() {
         &[],
     );
     assert_eq!(st, 200);
-    http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        winlogbeat("adm", "h1").as_bytes(),
-        &[],
-    );
+    post_events(&s, &winlogbeat("adm", "h1"));
     wait_for(|| s.state.backlog() == 0);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(alerts(&s, "")["total"], 0);
@@ -711,14 +688,7 @@ fn rules_api_disable_and_reload_on_change() {
         b"",
         &[],
     );
-    http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        winlogbeat("adm", "h1").as_bytes(),
-        &[],
-    );
+    post_events(&s, &winlogbeat("adm", "h1"));
     wait_for(|| alerts(&s, "")["total"] == 1);
     // A new rule file is picked up by the watcher.
     std::fs::write(
@@ -758,14 +728,7 @@ fn live_correlation_survives_a_restart() {
             event("zoe", 2),
             event("max", 3)
         );
-        http(
-            s.addr,
-            "POST",
-            "/api/v1/events",
-            Some(&bearer(&s.admin)),
-            body.as_bytes(),
-            &[],
-        );
+        post_events(&s, &body);
         wait_for(|| s.state.backlog() == 0);
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert_eq!(alerts(&s, "?rule=corr-brute")["total"], 0);
@@ -777,14 +740,7 @@ fn live_correlation_survives_a_restart() {
         s.state.shutdown();
     }
     let s = start_full(dir.path(), Vec::new(), 1).0;
-    http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        event("zoe", 4).as_bytes(),
-        &[],
-    );
+    post_events(&s, &event("zoe", 4));
     wait_for(|| alerts(&s, "?rule=corr-brute")["total"] == 1);
     let a = &alerts(&s, "?rule=corr-brute")["alerts"][0];
     assert_eq!(a["level"], "high");
@@ -804,14 +760,7 @@ fn back_pressure_answers_429() {
     // Stop detection, so that what is stored stays behind.
     s.state.shutdown();
     let two = format!("{}\n{}\n", winlogbeat("adm", "h"), winlogbeat("adm", "h"));
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/api/v1/events",
-        Some(&bearer(&s.admin)),
-        two.as_bytes(),
-        &[],
-    );
+    let (st, _) = post_events(&s, &two);
     assert_eq!(st, 200, "accepted while the backlog is within bounds");
     assert_eq!(s.state.backlog(), 2);
     let mut sock = TcpStream::connect(s.addr).unwrap();
