@@ -3,7 +3,7 @@
 //! when the corpus is absent; `.ci/run` sets VIGIL_REQUIRE_CORPUS so that
 //! there they must run.
 
-use crate::util::{corpus, repo, stderr, stdout, vigil};
+use crate::util::{corpus, jsonl, repo, stderr, stdout, vigil};
 use std::path::{Path, PathBuf};
 use vigil_event::Event;
 use vigil_sigma::{rule::parse_file, Placeholders, RuleSetBuilder, Scratch};
@@ -209,10 +209,7 @@ fn hunt_survives_damaged_evtx_and_agrees_with_the_engine() {
         summary.contains("_truncated.evtx"),
         "truncation is reported:\n{summary}"
     );
-    let recs: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = jsonl(&out);
     // Every detection of the intact copies is there.
     let intact: usize = recs
         .iter()

@@ -1,6 +1,6 @@
 //! `vigil hunt` on JSON fixtures written here.
 
-use crate::util::{repo, stderr, stdout, vigil};
+use crate::util::{jsonl, repo, stderr, stdout, vigil};
 
 fn examples() -> (String, String) {
     let r = repo();
@@ -15,10 +15,7 @@ fn jsonl_output_has_required_fields_and_detections() {
     let (logs, rules) = examples();
     let out = vigil(&["hunt", &logs, "-r", &rules, "-f", "jsonl", "--sort"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let recs: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = jsonl(&out);
     let titles: Vec<&str> = recs
         .iter()
         .map(|r| r["rule_title"].as_str().unwrap())
@@ -259,10 +256,7 @@ fn correlation_rules_in_a_hunt() {
         "-q",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let recs: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = jsonl(&out);
     let ids: Vec<&str> = recs
         .iter()
         .map(|r| r["rule_id"].as_str().unwrap())
@@ -316,10 +310,7 @@ fn ecs_documents_and_user_field_maps() {
         "--logsources",
         logsources.to_str().unwrap(),
     ]);
-    let recs: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = jsonl(&out);
     assert_eq!(recs.len(), 1, "{}", stderr(&out));
     assert_eq!(recs[0]["rule_title"], "Whoami Execution");
     assert_eq!(recs[0]["computer"], "ws9");
