@@ -84,36 +84,52 @@ impl Summary {
     /// Counts a correlation match like a detection of its level.
     pub fn correlation_match(&mut self, d: &Detection) {
         self.correlation_matches += 1;
+        let field = |k: &str| d.record.get(k).and_then(|v| v.as_str());
+        let tags = d.record.get("tags").and_then(|t| t.as_array());
+        self.count(
+            field("level").and_then(Level::parse),
+            field("rule_title"),
+            None,
+            tags.into_iter().flatten().filter_map(|t| t.as_str()),
+        );
+    }
+
+    pub fn detection(&mut self, rule: &Rule, d: &Detection) {
+        let computer = d.record.get("computer").and_then(|c| c.as_str());
+        self.count(
+            rule.level,
+            Some(&rule.title),
+            computer,
+            rule.tags.iter().map(String::as_str),
+        );
+    }
+
+    /// Counts one detection by level, rule title, computer and the ATT&CK
+    /// tactics among its tags.
+    fn count<'a>(
+        &mut self,
+        level: Option<Level>,
+        title: Option<&str>,
+        computer: Option<&str>,
+        tags: impl Iterator<Item = &'a str>,
+    ) {
         self.detections += 1;
-        let level = d
-            .record
-            .get("level")
-            .and_then(|l| l.as_str())
-            .and_then(Level::parse);
         *self.by_level.entry(level).or_default() += 1;
-        if let Some(t) = d.record.get("rule_title").and_then(|t| t.as_str()) {
-            *self.by_rule.entry(t.to_string()).or_default() += 1;
-        }
-        if let Some(tags) = d.record.get("tags").and_then(|t| t.as_array()) {
-            for t in tags.iter().filter_map(|t| t.as_str()) {
-                if let Some(tactic) = t.strip_prefix("attack.") {
-                    let tactic = tactic.replace('_', "-");
-                    if TACTICS.contains(&tactic.as_str()) {
-                        self.tactics.insert(tactic);
+        for (map, key) in [
+            (&mut self.by_rule, title),
+            (&mut self.by_computer, computer),
+        ] {
+            if let Some(key) = key {
+                // Keys repeat: look up before allocating one.
+                match map.get_mut(key) {
+                    Some(n) => *n += 1,
+                    None => {
+                        map.insert(key.to_string(), 1);
                     }
                 }
             }
         }
-    }
-
-    pub fn detection(&mut self, rule: &Rule, d: &Detection) {
-        self.detections += 1;
-        *self.by_level.entry(rule.level).or_default() += 1;
-        *self.by_rule.entry(rule.title.clone()).or_default() += 1;
-        if let Some(c) = d.record.get("computer").and_then(|c| c.as_str()) {
-            *self.by_computer.entry(c.to_string()).or_default() += 1;
-        }
-        for t in &rule.tags {
+        for t in tags {
             if let Some(tactic) = t.strip_prefix("attack.") {
                 let tactic = tactic.replace('_', "-");
                 if TACTICS.contains(&tactic.as_str()) {
