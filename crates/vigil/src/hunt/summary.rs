@@ -7,7 +7,10 @@ use std::time::Duration;
 use vigil_ingest::IngestError;
 use vigil_sigma::{Level, Rule, RuleError, RuleSet};
 
-/// ATT&CK tactics, as Sigma tags name them (`attack.defense-evasion`).
+/// ATT&CK tactics, as Sigma tags name them (`attack.credential-access`).
+/// ATT&CK v18 split Defense Evasion into Stealth and Defense Impairment,
+/// and SigmaHQ's rules moved to the new tags; older rules still carry
+/// `attack.defense-evasion`, so all three are kept.
 const TACTICS: &[&str] = &[
     "reconnaissance",
     "resource-development",
@@ -16,6 +19,8 @@ const TACTICS: &[&str] = &[
     "persistence",
     "privilege-escalation",
     "defense-evasion",
+    "stealth",
+    "defense-impairment",
     "credential-access",
     "discovery",
     "lateral-movement",
@@ -255,5 +260,41 @@ impl Summary {
             compile.as_secs_f64()
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> Summary {
+        Summary::new(
+            &vigil_sigma::RuleSetBuilder::new().finish(),
+            Vec::new(),
+            0,
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn tactics_include_the_ones_attack_v18_split_defense_evasion_into() {
+        let mut s = summary();
+        s.count(
+            Some(Level::High),
+            Some("Security Eventlog Cleared"),
+            Some("DC1"),
+            ["attack.defense-impairment", "attack.t1685.005"].into_iter(),
+        );
+        s.count(
+            Some(Level::Medium),
+            Some("Masquerading"),
+            None,
+            ["attack.stealth", "attack.defense_evasion", "attack.g0016"].into_iter(),
+        );
+        let text = s.render();
+        assert!(
+            text.contains("ATT&CK tactics: defense-evasion, defense-impairment, stealth\n"),
+            "{text}"
+        );
     }
 }
