@@ -83,7 +83,17 @@ where
             }
         })?;
         event.meta.timestamp_ns = i64::try_from(ts).ok();
-        event.meta.record_id = Some(record_id);
+        // The event's own `EventRecordID`, as Event Viewer, Hayabusa and
+        // Chainsaw show it: in an exported or filtered file the record
+        // header is renumbered from 1, so its number cannot be looked up
+        // on the machine the event came from.
+        event.meta.record_id = Some(
+            event
+                .get("EventRecordID")
+                .and_then(|v| v.as_i64())
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(record_id),
+        );
         event.meta.source = Some(src.clone());
         event.meta.product = Some(windows.clone());
         Ok(map(event))

@@ -114,6 +114,26 @@ fn read_all(files: &[PathBuf]) -> Vec<Event> {
     events
 }
 
+/// An EVTX event's `record_id` is its own `EventRecordID`, not the record
+/// header's number: most corpus files are exports, renumbered from 1.
+#[test]
+fn evtx_record_id_is_the_events_own_event_record_id() {
+    let Some(c) = corpus("evtx_record_id_is_the_events_own_event_record_id") else {
+        return;
+    };
+    let events = read_all(&evtx_files(&c.join("evtx")));
+    assert!(events.len() > 8000);
+    for e in &events {
+        let own = e.get("EventRecordID").and_then(|v| v.as_i64());
+        assert_eq!(
+            e.meta.record_id.map(|r| r as i64),
+            own,
+            "in {:?}",
+            e.meta.source
+        );
+    }
+}
+
 /// The prefilter must never change a result: every SigmaHQ rule over every
 /// corpus record, with and without it.
 #[test]
