@@ -69,6 +69,60 @@ fn jsonl_output_has_required_fields_and_detections() {
     );
 }
 
+/// The default table: a header row, then per detection the fields that
+/// made the rule match with their values, each row on one line even when
+/// a value spans several.
+#[test]
+fn table_shows_a_header_and_the_matched_fields_on_one_line() {
+    let (logs, rules) = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text =
+        std::fs::read_to_string(std::path::Path::new(&logs).join("sample.jsonl")).unwrap();
+    text.push_str(
+        "{\"Event\": {\"System\": {\"EventID\": 1, \"Channel\": \"Microsoft-Windows-Sysmon/Operational\", \"Computer\": \"ws02\", \"EventRecordID\": 7}, \"EventData\": {\"Image\": \"C:\\\\Windows\\\\System32\\\\WindowsPowerShell\\\\v1.0\\\\powershell.exe\", \"CommandLine\": \"powershell.exe -enc SQBFAFgA\\r\\nsecond line\"}}}\n",
+    );
+    let input = dir.path().join("logs.jsonl");
+    std::fs::write(&input, text).unwrap();
+    let out = vigil(&["hunt", input.to_str().unwrap(), "-r", &rules, "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(
+        lines[0].starts_with("Timestamp") && lines[0].contains("RecordID"),
+        "{table}"
+    );
+    assert!(lines[0].contains("Details (matched fields)"), "{table}");
+    let multi = lines
+        .iter()
+        .find(|l| l.contains("ws02"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        multi.contains(
+            "Image=C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe ¦ \
+             CommandLine=powershell.exe -enc SQBFAFgA\\nsecond line"
+        ),
+        "{multi}"
+    );
+    assert!(multi.contains(" 7 "), "record id: {multi}");
+    let logon = lines
+        .iter()
+        .find(|l| l.contains("Logon Failure"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(logon.contains("TargetUserName=admin_jo"), "{logon}");
+    assert!(
+        !logon.contains("EventID="),
+        "EventID has its column: {logon}"
+    );
+
+    // With --fields the picked fields replace the matched ones.
+    let out = vigil(&["hunt", &logs, "-r", &rules, "-q", "--fields", "User"]);
+    let table = stdout(&out);
+    assert!(table.lines().next().unwrap().contains("Fields"), "{table}");
+    assert!(table.contains("User=EXAMPLE\\alice"), "{table}");
+    assert!(!table.contains("CommandLine="), "{table}");
+}
+
 #[test]
 fn csv_and_json_parse() {
     let (logs, rules) = examples();

@@ -48,7 +48,7 @@ pub struct HuntArgs {
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Event fields to include (comma-separated); default: all (json,
-    /// jsonl), none (table, csv).
+    /// jsonl), the fields that made the rule match (table), none (csv).
     #[arg(long, value_delimiter = ',')]
     fields: Vec<String>,
     /// Sort detections by event time across all inputs (buffers them;

@@ -242,7 +242,27 @@ impl FormatWriter {
                 write_csv_row(&mut self.out, &cols)?;
             }
             Format::Json => write!(self.out, "[")?,
-            Format::Table | Format::Jsonl => {}
+            Format::Table => writeln!(
+                self.out,
+                "{}",
+                table_line(
+                    [
+                        "Timestamp",
+                        "Level",
+                        "Rule",
+                        "Computer",
+                        "EventID",
+                        "RecordID"
+                    ],
+                    if self.render.fields.is_empty() {
+                        "Details (matched fields)"
+                    } else {
+                        "Fields"
+                    },
+                    "Source",
+                )
+            )?,
+            Format::Jsonl => {}
         }
         Ok(())
     }
@@ -330,26 +350,83 @@ impl Render {
             }
             Format::Table => {
                 let get = |k: &str| plain(r.get(k).unwrap_or(&Json::Null));
-                let mut line = format!(
-                    "{:<27} {:<13} {:<60} {:<20} {:<10} {}",
-                    get("timestamp"),
-                    get("level"),
-                    truncate(&get("rule_title"), 60),
-                    truncate(&get("computer"), 20),
-                    get("event_id"),
-                    get("source"),
+                // The picked fields, or else the fields that made the rule
+                // match: what an analyst reads first (Hayabusa's
+                // "Details").
+                let matched: Vec<String>;
+                let shown: &[String] = if self.fields.is_empty() {
+                    matched = match r.get("matched_fields") {
+                        // EventID has its own column.
+                        Some(Json::Array(names)) => names
+                            .iter()
+                            .filter_map(|n| n.as_str())
+                            .filter(|n| *n != "EventID")
+                            .map(str::to_string)
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    &matched
+                } else {
+                    &self.fields
+                };
+                let details: Vec<String> = shown
+                    .iter()
+                    .map(|f| {
+                        let v = plain(&d.field(f).unwrap_or(Json::Null));
+                        format!("{f}={}", truncate(&one_line(&v), DETAIL_CHARS))
+                    })
+                    .collect();
+                let line = table_line(
+                    [
+                        &get("timestamp"),
+                        &get("level"),
+                        &get("rule_title"),
+                        &get("computer"),
+                        &get("event_id"),
+                        &get("record_id"),
+                    ],
+                    &details.join(" ¦ "),
+                    &get("source"),
                 );
-                for f in &self.fields {
-                    line.push_str(&format!(
-                        " {f}={}",
-                        plain(&d.field(f).unwrap_or(Json::Null))
-                    ));
-                }
                 writeln!(out, "{}", line.trim_end())?;
             }
         }
         Ok(out)
     }
+}
+
+/// How much of one field's value a table line shows.
+const DETAIL_CHARS: usize = 120;
+
+/// One line of the table: the columns padded to their widths (cut with
+/// `…` where longer), then the details and the source, which vary too
+/// much in length to align.
+fn table_line(cols: [&str; 6], details: &str, source: &str) -> String {
+    let [ts, level, title, computer, event_id, record_id] = cols;
+    let details = if details.is_empty() { "-" } else { details };
+    format!(
+        "{:<27} {:<13} {:<60} {:<20} {:<7} {:<10} {}  {}",
+        ts,
+        level,
+        truncate(title, 60),
+        truncate(computer, 20),
+        event_id,
+        record_id,
+        details,
+        one_line(source),
+    )
+}
+
+/// `s` on one line: line breaks and tabs (script blocks, multi-line
+/// command lines) would break the table's rows.
+fn one_line(s: &str) -> String {
+    if !s.contains(['\n', '\r', '\t']) {
+        return s.to_string();
+    }
+    s.replace("\r\n", "\\n")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+        .replace('\t', " ")
 }
 
 fn truncate(s: &str, n: usize) -> String {
