@@ -16,7 +16,7 @@ pub mod syslog;
 pub mod time;
 pub mod winlog;
 
-pub use time::{event_time, rfc3339};
+pub use time::{event_time, parse_time, rfc3339};
 
 use std::fmt;
 use std::sync::Arc;

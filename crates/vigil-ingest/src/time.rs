@@ -33,7 +33,9 @@ pub fn event_time(event: &Event) -> Option<i64> {
     })
 }
 
-fn parse_time(s: &str) -> Option<i64> {
+/// Nanoseconds since the epoch from an RFC 3339 time or a
+/// `YYYY-MM-DD hh:mm:ss[.f]` one (read as UTC); `None` for anything else.
+pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return t.timestamp_nanos_opt();
     }

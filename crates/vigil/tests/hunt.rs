@@ -123,6 +123,50 @@ fn table_shows_a_header_and_the_matched_fields_on_one_line() {
     assert!(!table.contains("CommandLine="), "{table}");
 }
 
+/// `--from`/`--to` hunt one stretch of time; the summary says what they
+/// left out.
+#[test]
+fn time_window_limits_the_hunt() {
+    let (logs, rules) = examples();
+    let hunt = |extra: &[&str]| {
+        let mut args = vec!["hunt", &logs, "-r", &rules, "-f", "jsonl", "--sort", "-q"];
+        args.extend_from_slice(extra);
+        let out = vigil(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let titles: Vec<String> = jsonl(&out)
+            .iter()
+            .map(|r| r["rule_title"].as_str().unwrap().to_string())
+            .collect();
+        (titles, stderr(&out))
+    };
+    let (titles, summary) = hunt(&[
+        "--from",
+        "2026-11-20T08:15:09Z",
+        "--to",
+        "2026-11-20 10:00:00",
+    ]);
+    assert_eq!(titles, vec!["Encoded PowerShell Command Line"]);
+    assert!(
+        summary.contains(
+            "time window: 2026-11-20T08:15:09.000000Z to 2026-11-20T10:00:00.000000Z: \
+             3 events outside it, 0 without a time, left out"
+        ),
+        "{summary}"
+    );
+    let (titles, _) = hunt(&["--to", "2026-11-20"]);
+    assert_eq!(titles.len(), 3, "a date as --to takes in its whole day");
+    let (titles, _) = hunt(&["--from", "2026-11-21"]);
+    assert!(titles.is_empty());
+
+    let out = vigil(&["hunt", &logs, "-r", &rules, "--from", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("soon: not a time"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn csv_and_json_parse() {
     let (logs, rules) = examples();

@@ -12,6 +12,7 @@ mod inputs;
 pub mod output;
 mod select;
 mod summary;
+mod window;
 
 use crate::load::{load_rules, RuleOptions};
 use anyhow::Context;
@@ -27,6 +28,7 @@ use std::time::Instant;
 use summary::Summary;
 use vigil_event::Event;
 use vigil_sigma::{RuleSet, RuleSetBuilder, Scratch};
+use window::Window;
 
 /// Arguments of `vigil hunt`.
 #[derive(clap::Args, Debug)]
@@ -51,6 +53,13 @@ pub struct HuntArgs {
     /// jsonl), the fields that made the rule match (table), none (csv).
     #[arg(long, value_delimiter = ',')]
     fields: Vec<String>,
+    /// Only events at or after this time: RFC 3339, a UTC time
+    /// (`2019-07-19 14:43:46`) or a date (its start).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Only events at or before this time (a date: its end).
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
     /// Sort detections by event time across all inputs (buffers them;
     /// spills to disk past --sort-memory).
     #[arg(long)]
@@ -95,7 +104,15 @@ struct Hit {
 /// Matches one event; returns its detections. Runs on the threads that
 /// read events, so the records (matched fields, formatting) are built in
 /// parallel too.
-fn detect(set: &RuleSet, render: Option<&Render>, event: Event) -> Option<(Arc<Event>, Vec<Hit>)> {
+fn detect(
+    set: &RuleSet,
+    render: Option<&Render>,
+    window: Option<&Window>,
+    event: Event,
+) -> Option<(Arc<Event>, Vec<Hit>)> {
+    if window.is_some_and(|w| !w.admits(&event)) {
+        return None;
+    }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let rules: Vec<usize> = set.matches(&event, &mut s).iter().map(|m| m.rule).collect();
@@ -133,6 +150,7 @@ fn detect(set: &RuleSet, render: Option<&Render>, event: Event) -> Option<(Arc<E
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let placeholders = args.options.placeholders()?;
+    let window = Window::new(args.from.as_deref(), args.to.as_deref())?.map(Arc::new);
     let rule_paths = if args.rules.is_empty() && !args.parse_only {
         let dir = args.data_dir.join("rules");
         anyhow::ensure!(
@@ -209,6 +227,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         field_map,
         corr: Mutex::new(corr),
         parse_only: args.parse_only,
+        window,
         sink: Mutex::new(sink),
         summary: Mutex::new(summary),
         events: AtomicU64::new(0),
@@ -258,6 +277,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     summary.bytes = shared.bytes.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     summary.rules_loading = (t_loaded, t_compiled - t_loaded);
+    summary.window = shared.window.as_deref().map(Window::describe);
     eprint!("{}", summary.render());
     Ok(if summary.failed_inputs() > 0 {
         ExitCode::from(1)
@@ -273,6 +293,7 @@ struct Shared {
     field_map: vigil_ingest::fieldmap::FieldMap,
     corr: Mutex<correlate::Correlator>,
     parse_only: bool,
+    window: Option<Arc<Window>>,
     sink: Mutex<Sink>,
     summary: Mutex<Summary>,
     events: AtomicU64,
@@ -328,6 +349,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
             let set = shared.set.clone();
             let render = shared.render.clone();
             let parse_only = shared.parse_only;
+            let window = shared.window.clone();
             let counter = Arc::new(AtomicU64::new(0));
             let c2 = counter.clone();
             let opts = vigil_ingest::evtx::EvtxOptions {
@@ -343,7 +365,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                     if parse_only {
                         return None;
                     }
-                    detect(&set, render.as_ref(), event)
+                    detect(&set, render.as_ref(), window.as_deref(), event)
                 },
                 |item| match item {
                     Ok(Some((event, rules))) => {
@@ -393,9 +415,12 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                             if shared.parse_only {
                                 return;
                             }
-                            if let Some((event, rules)) =
-                                detect(&shared.set, shared.render.as_ref(), event)
-                            {
+                            if let Some((event, rules)) = detect(
+                                &shared.set,
+                                shared.render.as_ref(),
+                                shared.window.as_deref(),
+                                event,
+                            ) {
                                 if let Err(e) = shared.emit(event, rules) {
                                     failure.get_or_insert(e);
                                 }

@@ -42,6 +42,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Of `elapsed`: reading the rules, then compiling them.
     pub rules_loading: (Duration, Duration),
+    /// `--from`/`--to` and what they left out.
+    pub window: Option<String>,
     detections: u64,
     by_level: BTreeMap<Option<Level>, u64>,
     by_rule: HashMap<String, u64>,
@@ -73,6 +75,7 @@ impl Summary {
             events: 0,
             elapsed: Duration::ZERO,
             rules_loading: (Duration::ZERO, Duration::ZERO),
+            window: None,
             detections: 0,
             by_level: BTreeMap::new(),
             by_rule: HashMap::new(),
@@ -186,6 +189,9 @@ impl Summary {
             self.events,
             self.failed_inputs()
         );
+        if let Some(w) = &self.window {
+            let _ = writeln!(s, "time window: {w}");
+        }
         // One line per damaged input (its first error and how many more),
         // so a folder of broken files stays readable.
         let mut per_source: BTreeMap<&str, (usize, &IngestError)> = BTreeMap::new();
