@@ -64,6 +64,11 @@ fn jsonl_output_has_required_fields_and_detections() {
     );
     assert!(summary.contains("inputs: 1 files"), "{summary}");
     assert!(
+        summary
+            .contains("events from 2026-11-20T08:15:02.123456Z to 2026-11-20T10:01:05.000000Z\n"),
+        "{summary}"
+    );
+    assert!(
         summary.contains("of which loading rules: ") && summary.contains("compiling"),
         "{summary}"
     );

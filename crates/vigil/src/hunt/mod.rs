@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use summary::Summary;
+use summary::{Summary, TimeSpan};
 use vigil_event::Event;
 use vigil_sigma::{RuleSet, RuleSetBuilder, Scratch};
 use window::Window;
@@ -107,10 +107,14 @@ struct Hit {
 fn detect(
     set: &RuleSet,
     render: Option<&Render>,
-    window: Option<&Window>,
+    time: &Time,
     event: Event,
 ) -> Option<(Arc<Event>, Vec<Hit>)> {
-    if window.is_some_and(|w| !w.admits(&event)) {
+    let ts = vigil_ingest::event_time(&event);
+    if let Some(ts) = ts {
+        time.span.see(ts);
+    }
+    if time.window.as_ref().is_some_and(|w| !w.admits(ts)) {
         return None;
     }
     SCRATCH.with(|s| {
@@ -150,7 +154,10 @@ fn detect(
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let placeholders = args.options.placeholders()?;
-    let window = Window::new(args.from.as_deref(), args.to.as_deref())?.map(Arc::new);
+    let time = Arc::new(Time {
+        window: Window::new(args.from.as_deref(), args.to.as_deref())?,
+        span: TimeSpan::default(),
+    });
     let rule_paths = if args.rules.is_empty() && !args.parse_only {
         let dir = args.data_dir.join("rules");
         anyhow::ensure!(
@@ -227,7 +234,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         field_map,
         corr: Mutex::new(corr),
         parse_only: args.parse_only,
-        window,
+        time,
         sink: Mutex::new(sink),
         summary: Mutex::new(summary),
         events: AtomicU64::new(0),
@@ -277,13 +284,21 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     summary.bytes = shared.bytes.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     summary.rules_loading = (t_loaded, t_compiled - t_loaded);
-    summary.window = shared.window.as_deref().map(Window::describe);
+    summary.window = shared.time.window.as_ref().map(Window::describe);
+    summary.span = shared.time.span.bounds();
     eprint!("{}", summary.render());
     Ok(if summary.failed_inputs() > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the hunt keeps of event times: the `--from`/`--to` window and
+/// the span of times read.
+struct Time {
+    window: Option<Window>,
+    span: TimeSpan,
 }
 
 struct Shared {
@@ -293,7 +308,7 @@ struct Shared {
     field_map: vigil_ingest::fieldmap::FieldMap,
     corr: Mutex<correlate::Correlator>,
     parse_only: bool,
-    window: Option<Arc<Window>>,
+    time: Arc<Time>,
     sink: Mutex<Sink>,
     summary: Mutex<Summary>,
     events: AtomicU64,
@@ -349,7 +364,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
             let set = shared.set.clone();
             let render = shared.render.clone();
             let parse_only = shared.parse_only;
-            let window = shared.window.clone();
+            let time = shared.time.clone();
             let counter = Arc::new(AtomicU64::new(0));
             let c2 = counter.clone();
             let opts = vigil_ingest::evtx::EvtxOptions {
@@ -365,7 +380,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                     if parse_only {
                         return None;
                     }
-                    detect(&set, render.as_ref(), window.as_deref(), event)
+                    detect(&set, render.as_ref(), &time, event)
                 },
                 |item| match item {
                     Ok(Some((event, rules))) => {
@@ -415,12 +430,9 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                             if shared.parse_only {
                                 return;
                             }
-                            if let Some((event, rules)) = detect(
-                                &shared.set,
-                                shared.render.as_ref(),
-                                shared.window.as_deref(),
-                                event,
-                            ) {
+                            if let Some((event, rules)) =
+                                detect(&shared.set, shared.render.as_ref(), &shared.time, event)
+                            {
                                 if let Err(e) = shared.emit(event, rules) {
                                     failure.get_or_insert(e);
                                 }

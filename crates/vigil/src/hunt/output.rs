@@ -140,17 +140,25 @@ impl Sink {
         sort: bool,
         sort_memory: usize,
     ) -> anyhow::Result<Sink> {
+        use std::io::IsTerminal;
         let out: Box<dyn Write + Send> = match path {
             Some(p) => Box::new(
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
             ),
             None => Box::new(std::io::stdout()),
         };
+        // Levels in colour for a person at a terminal; never in a file or
+        // a pipe, nor when NO_COLOR is set (no-color.org).
+        let color = format == Format::Table
+            && path.is_none()
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let mut writer = FormatWriter {
             out: BufWriter::with_capacity(1 << 16, out),
             render: Render {
                 format,
                 fields: fields.to_vec(),
+                color,
             },
             count: 0,
         };
@@ -208,6 +216,8 @@ struct FormatWriter {
 pub struct Render {
     format: Format,
     fields: Vec<String>,
+    /// Table levels in ANSI colour.
+    color: bool,
 }
 
 fn write_csv_row(out: &mut impl Write, cols: &[String]) -> std::io::Result<()> {
@@ -260,6 +270,7 @@ impl FormatWriter {
                         "Fields"
                     },
                     "Source",
+                    None,
                 )
             )?,
             Format::Jsonl => {}
@@ -376,10 +387,11 @@ impl Render {
                         format!("{f}={}", truncate(&one_line(&v), DETAIL_CHARS))
                     })
                     .collect();
+                let level = get("level");
                 let line = table_line(
                     [
                         &get("timestamp"),
-                        &get("level"),
+                        &level,
                         &get("rule_title"),
                         &get("computer"),
                         &get("event_id"),
@@ -387,11 +399,23 @@ impl Render {
                     ],
                     &details.join(" ¦ "),
                     &get("source"),
+                    level_color(&level).filter(|_| self.color),
                 );
                 writeln!(out, "{}", line.trim_end())?;
             }
         }
         Ok(out)
+    }
+}
+
+/// The ANSI colour of a level in the table: the more severe, the louder.
+fn level_color(level: &str) -> Option<&'static str> {
+    match level {
+        "critical" => Some("1;31"),
+        "high" => Some("31"),
+        "medium" => Some("33"),
+        "low" => Some("32"),
+        _ => None,
     }
 }
 
@@ -401,11 +425,15 @@ const DETAIL_CHARS: usize = 120;
 /// One line of the table: the columns padded to their widths (cut with
 /// `…` where longer), then the details and the source, which vary too
 /// much in length to align.
-fn table_line(cols: [&str; 6], details: &str, source: &str) -> String {
+fn table_line(cols: [&str; 6], details: &str, source: &str, color: Option<&str>) -> String {
     let [ts, level, title, computer, event_id, record_id] = cols;
     let details = if details.is_empty() { "-" } else { details };
+    let mut level = format!("{level:<13}");
+    if let Some(code) = color {
+        level = format!("\x1b[{code}m{level}\x1b[0m");
+    }
     format!(
-        "{:<27} {:<13} {:<60} {:<20} {:<7} {:<10} {}  {}",
+        "{:<27} {} {:<60} {:<20} {:<7} {:<10} {}  {}",
         ts,
         level,
         truncate(title, 60),
@@ -532,5 +560,35 @@ impl Sorter {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_colours_only_the_level_and_keeps_the_columns_aligned() {
+        let cols = [
+            "2019-07-19T14:43:46.623217Z",
+            "high",
+            "Rule",
+            "PC",
+            "1",
+            "7",
+        ];
+        let plain = table_line(cols, "Image=x", "f.evtx", None);
+        let coloured = table_line(cols, "Image=x", "f.evtx", level_color("high"));
+        assert!(!plain.contains('\x1b'));
+        assert!(
+            coloured.contains("\x1b[31mhigh         \x1b[0m"),
+            "{coloured:?}"
+        );
+        assert_eq!(
+            coloured.replace("\x1b[31m", "").replace("\x1b[0m", ""),
+            plain
+        );
+        assert_eq!(level_color("informational"), None);
+        assert_eq!(one_line("a\r\nb\tc\nd"), "a\\nb c\\nd");
     }
 }

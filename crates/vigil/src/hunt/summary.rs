@@ -3,6 +3,7 @@
 use super::output::Detection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use vigil_ingest::IngestError;
 use vigil_sigma::{Level, Rule, RuleError, RuleSet};
@@ -30,6 +31,45 @@ const TACTICS: &[&str] = &[
     "impact",
 ];
 
+/// The first and last event time seen, updated from every reading thread.
+#[derive(Debug)]
+pub struct TimeSpan {
+    first: AtomicI64,
+    last: AtomicI64,
+}
+
+impl Default for TimeSpan {
+    fn default() -> Self {
+        TimeSpan {
+            first: AtomicI64::new(i64::MAX),
+            last: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl TimeSpan {
+    /// Takes in one event's time.
+    pub fn see(&self, ts: i64) {
+        // Loads first: after the first few events the bounds rarely move,
+        // so the shared cache line is mostly read, not written.
+        if ts < self.first.load(Ordering::Relaxed) {
+            self.first.fetch_min(ts, Ordering::Relaxed);
+        }
+        if ts > self.last.load(Ordering::Relaxed) {
+            self.last.fetch_max(ts, Ordering::Relaxed);
+        }
+    }
+
+    /// First and last, when any event had a time.
+    pub fn bounds(&self) -> Option<(i64, i64)> {
+        let (f, l) = (
+            self.first.load(Ordering::Relaxed),
+            self.last.load(Ordering::Relaxed),
+        );
+        (f <= l).then_some((f, l))
+    }
+}
+
 /// Counts collected during a hunt.
 pub struct Summary {
     rules: usize,
@@ -44,6 +84,8 @@ pub struct Summary {
     pub rules_loading: (Duration, Duration),
     /// `--from`/`--to` and what they left out.
     pub window: Option<String>,
+    /// First and last event time read.
+    pub span: Option<(i64, i64)>,
     detections: u64,
     by_level: BTreeMap<Option<Level>, u64>,
     by_rule: HashMap<String, u64>,
@@ -76,6 +118,7 @@ impl Summary {
             elapsed: Duration::ZERO,
             rules_loading: (Duration::ZERO, Duration::ZERO),
             window: None,
+            span: None,
             detections: 0,
             by_level: BTreeMap::new(),
             by_rule: HashMap::new(),
@@ -189,6 +232,14 @@ impl Summary {
             self.events,
             self.failed_inputs()
         );
+        if let Some((first, last)) = self.span {
+            let _ = writeln!(
+                s,
+                "events from {} to {}",
+                vigil_ingest::rfc3339(first),
+                vigil_ingest::rfc3339(last)
+            );
+        }
         if let Some(w) = &self.window {
             let _ = writeln!(s, "time window: {w}");
         }
