@@ -82,7 +82,14 @@ where
                 source: Box::new(EvtxError::SerializationError(e.into())),
             }
         })?;
-        event.meta.timestamp_ns = i64::try_from(ts).ok();
+        // The event's own time (`System/TimeCreated`), as every peer and
+        // the JSON rendering of the same record give it; the record
+        // header's time is when the record was written, which can lag.
+        event.meta.timestamp_ns = match event.get("TimeCreated_SystemTime") {
+            Some(vigil_event::Value::Str(t)) => crate::parse_time(t),
+            _ => None,
+        }
+        .or_else(|| i64::try_from(ts).ok());
         // The event's own `EventRecordID`, as Event Viewer, Hayabusa and
         // Chainsaw show it: in an exported or filtered file the record
         // header is renumbered from 1, so its number cannot be looked up

@@ -91,9 +91,34 @@ pub fn read_json_with<R: Read>(
     source: &Arc<str>,
     reader: R,
     map: &FieldMap,
-    mut on_item: impl FnMut(Result<Event, IngestError>),
+    on_item: impl FnMut(Result<Event, IngestError>),
 ) -> Result<(), IngestError> {
-    let event_from_json = |doc: &Json| event_from_json_with(doc, map);
+    read_json_par(source, reader, map, 1, |e| e, on_item)
+}
+
+/// How many bytes of lines one parallel task takes at least.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// [`read_json_with`] on `threads` threads: lines are parsed and passed
+/// through `convert` in parallel, in batches of about a megabyte, and
+/// what `convert` returns goes to `on_item` on the calling thread, in
+/// input order. Memory stays bounded by a few batches per thread.
+///
+/// A batch ends before a line that starts with `{` in its first column
+/// where there is one: an object pretty-printed over several lines
+/// (nested lines indented, as `jq` writes them) does not straddle two
+/// batches.
+///
+/// # Errors
+/// I/O errors reading the source; parse errors are passed to `on_item`.
+pub fn read_json_par<R: Read, T: Send>(
+    source: &Arc<str>,
+    reader: R,
+    map: &FieldMap,
+    threads: usize,
+    convert: impl Fn(Event) -> T + Sync,
+    mut on_item: impl FnMut(Result<T, IngestError>),
+) -> Result<(), IngestError> {
     let io_err = |e: std::io::Error| IngestError {
         source: source.clone(),
         position: Position::Source,
@@ -125,7 +150,8 @@ pub fn read_json_with<R: Read>(
             Ok(Json::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     if item.is_object() {
-                        on_item(Ok(with_meta(event_from_json(item), source, i as u64 + 1)));
+                        let e = with_meta(event_from_json_with(item, map), source, i as u64 + 1);
+                        on_item(Ok(convert(e)));
                     } else {
                         on_item(Err(IngestError {
                             source: source.clone(),
@@ -147,53 +173,195 @@ pub fn read_json_with<R: Read>(
             }
         };
     }
-    // One object per line; a pretty-printed single object spanning lines
-    // is handled by falling back to a streaming parse of the rest.
-    let mut line = String::new();
-    let mut n: u64 = 0;
-    let mut pending: Option<(u64, String)> = None;
+    let threads = threads.max(1);
+    let lines = Lines { source, map };
+    let mut batches = Batches::new(reader);
     loop {
-        line.clear();
-        let read = reader.read_line(&mut line).map_err(io_err)?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        if let Some((start, buf)) = pending.as_mut() {
-            buf.push_str(&line);
-            if let Ok(doc) = serde_json::from_str::<Json>(buf) {
-                on_item(Ok(with_meta(event_from_json(&doc), source, *start)));
-                pending = None;
+        // A round: a few batches per thread, parsed in parallel, then
+        // handed on in order.
+        let mut round = Vec::with_capacity(threads * 2);
+        while round.len() < threads * 2 {
+            match batches.next().map_err(io_err)? {
+                Some(b) => round.push(b),
+                None => break,
             }
-            continue;
         }
-        let t = line.trim();
-        if t.is_empty() {
-            continue;
+        if round.is_empty() {
+            return Ok(());
         }
-        match serde_json::from_str::<Json>(t) {
-            Ok(doc @ Json::Object(_)) => on_item(Ok(with_meta(event_from_json(&doc), source, n))),
-            Ok(_) => on_item(Err(IngestError {
-                source: source.clone(),
-                position: Position::Line(n),
-                reason: "line is JSON but not an object".into(),
-            })),
-            Err(e) if e.is_eof() && t.starts_with('{') => pending = Some((n, line.clone())),
-            Err(e) => on_item(Err(IngestError {
-                source: source.clone(),
-                position: Position::Line(n),
-                reason: format!("invalid JSON: {e}"),
-            })),
+        let run = |b: &Batch| {
+            let mut out = Vec::new();
+            lines.read(b, &mut |r| out.push(r.map(&convert)));
+            out
+        };
+        let results: Vec<Vec<Result<T, IngestError>>> = if threads == 1 || round.len() == 1 {
+            round.iter().map(run).collect()
+        } else {
+            use rayon::prelude::*;
+            round.par_iter().map(run).collect()
+        };
+        for r in results.into_iter().flatten() {
+            on_item(r);
         }
     }
-    if let Some((start, _)) = pending {
-        on_item(Err(IngestError {
-            source: source.clone(),
-            position: Position::Line(start),
-            reason: "invalid JSON: object is not closed before the end of input".into(),
-        }));
+}
+
+/// Whole lines of the input, and the number of the first.
+struct Batch {
+    first_line: u64,
+    bytes: Vec<u8>,
+}
+
+/// Cuts the input into [`Batch`]es (see [`read_json_par`]).
+struct Batches<R> {
+    reader: R,
+    buf: Vec<u8>,
+    next_line: u64,
+    eof: bool,
+}
+
+impl<R: BufRead> Batches<R> {
+    fn new(reader: R) -> Self {
+        Batches {
+            reader,
+            buf: Vec::new(),
+            next_line: 1,
+            eof: false,
+        }
     }
-    Ok(())
+
+    fn next(&mut self) -> std::io::Result<Option<Batch>> {
+        loop {
+            while !self.eof && self.buf.len() < BATCH_BYTES {
+                let got = self.reader.fill_buf()?;
+                if got.is_empty() {
+                    self.eof = true;
+                    break;
+                }
+                let n = got.len();
+                self.buf.extend_from_slice(got);
+                self.reader.consume(n);
+            }
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            let cut = if self.eof {
+                Some(self.buf.len())
+            } else {
+                // Before the last line that opens a top-level object
+                // (from the second line on, so that every batch holds a
+                // line); failing that, a megabyte without one is not
+                // pretty-printed objects: before the last line.
+                memchr::memmem::rfind(&self.buf[1..], b"\n{")
+                    .map(|i| i + 2)
+                    .or_else(|| memchr::memrchr(b'\n', &self.buf).map(|i| i + 1))
+            };
+            let Some(cut) = cut else {
+                // One line longer than a batch: read on.
+                let want = self.buf.len() * 2;
+                while !self.eof && self.buf.len() < want {
+                    let got = self.reader.fill_buf()?;
+                    if got.is_empty() {
+                        self.eof = true;
+                        break;
+                    }
+                    let n = got.len();
+                    self.buf.extend_from_slice(got);
+                    self.reader.consume(n);
+                }
+                continue;
+            };
+            let rest = self.buf.split_off(cut);
+            let bytes = std::mem::replace(&mut self.buf, rest);
+            let first_line = self.next_line;
+            self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
+            return Ok(Some(Batch { first_line, bytes }));
+        }
+    }
+}
+
+/// Turns the lines of a batch into events.
+struct Lines<'a> {
+    source: &'a Arc<str>,
+    map: &'a FieldMap,
+}
+
+impl Lines<'_> {
+    /// Each line to an event, or an error naming the line; an object
+    /// spread over several lines (pretty-printed) is gathered first.
+    fn read(&self, batch: &Batch, on_item: &mut dyn FnMut(Result<Event, IngestError>)) {
+        let error = |line: u64, reason: String| IngestError {
+            source: self.source.clone(),
+            position: Position::Line(line),
+            reason,
+        };
+        let mut pending: Option<(u64, Vec<u8>)> = None;
+        let lines = batch.bytes.split_inclusive(|&b| b == b'\n');
+        for (line_no, raw) in (batch.first_line..).zip(lines) {
+            if let Some((start, buf)) = pending.as_mut() {
+                buf.extend_from_slice(raw);
+                if let Ok(e) = self.event(buf) {
+                    on_item(Ok(with_meta(e, self.source, *start)));
+                    pending = None;
+                }
+                continue;
+            }
+            let t = raw.trim_ascii();
+            if t.is_empty() {
+                continue;
+            }
+            if t[0] != b'{' {
+                let reason = match serde_json::from_slice::<serde::de::IgnoredAny>(t) {
+                    Ok(_) => "line is JSON but not an object".to_string(),
+                    Err(e) => format!("invalid JSON: {e}"),
+                };
+                on_item(Err(error(line_no, reason)));
+                continue;
+            }
+            match self.event(t) {
+                Ok(e) => on_item(Ok(with_meta(e, self.source, line_no))),
+                Err(e) if e.is_eof() => pending = Some((line_no, raw.to_vec())),
+                Err(e) => on_item(Err(error(line_no, format!("invalid JSON: {e}")))),
+            }
+        }
+        if let Some((start, _)) = pending {
+            on_item(Err(error(
+                start,
+                "invalid JSON: object is not closed before the end of input".into(),
+            )));
+        }
+    }
+
+    /// One JSON object to an event, without a JSON tree: an EVTX record
+    /// rendered as JSON (what `evtx_dump -o jsonl` writes) through the
+    /// EVTX flattener, anything else flattened by path and mapped.
+    fn event(&self, bytes: &[u8]) -> Result<Event, serde_json::Error> {
+        if is_evtx_shaped(bytes) {
+            let mut e = Event::with_capacity(32);
+            if crate::evtx_json::flatten_evtx_json(bytes, &mut e).is_ok() {
+                e.meta.product = Some("windows".into());
+                return Ok(e);
+            }
+        }
+        event_from_json_bytes_with(bytes, self.map)
+    }
+}
+
+/// Whether an object's first key is `Event`, holding an object with a
+/// `System` key somewhere: an EVTX record rendered as JSON. A cheap look
+/// at the bytes; [`event_from_json_bytes_with`] decides for the rest.
+fn is_evtx_shaped(bytes: &[u8]) -> bool {
+    let rest = bytes.trim_ascii_start();
+    let Some(rest) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    let Some(rest) = rest.trim_ascii_start().strip_prefix(b"\"Event\"") else {
+        return false;
+    };
+    let Some(rest) = rest.trim_ascii_start().strip_prefix(b":") else {
+        return false;
+    };
+    rest.trim_ascii_start().starts_with(b"{") && memchr::memmem::find(rest, b"\"System\"").is_some()
 }
 
 fn with_meta(mut e: Event, source: &Arc<str>, line: u64) -> Event {
@@ -245,6 +413,55 @@ mod tests {
         assert_eq!((ok.len(), bad.len()), (1, 0));
         let (ok, bad) = read(b"{\n  \"a\": 1,\n");
         assert_eq!((ok.len(), bad.len()), (0, 1));
+    }
+
+    /// Several batches on two threads: every line's event and error
+    /// arrive in input order with its own line number, and a
+    /// pretty-printed object across lines still reads as one.
+    #[test]
+    fn parallel_batches_keep_order_and_line_numbers() {
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        let mut line = 1u64;
+        for i in 0..60_000u64 {
+            if i == 20_000 {
+                input.extend_from_slice(b"{broken\n");
+                line += 1;
+            } else if i == 40_000 {
+                input.extend_from_slice(b"{\n  \"n\": 40000,\n  \"x\": {\"y\": 1}\n}\n");
+                expected.push((40_000, line));
+                line += 4;
+                continue;
+            }
+            input.extend_from_slice(
+                format!("{{\"n\": {i}, \"pad\": \"{}\"}}\n", "p".repeat(40)).as_bytes(),
+            );
+            expected.push((i, line));
+            line += 1;
+        }
+        assert!(input.len() > 3 * BATCH_BYTES);
+        let mut got = Vec::new();
+        let mut errors = Vec::new();
+        read_json_par(
+            &Arc::from("t"),
+            &input[..],
+            FieldMap::builtin(),
+            2,
+            |e| {
+                (
+                    e.get("n").and_then(|v| v.as_i64()).unwrap() as u64,
+                    e.meta.record_id.unwrap(),
+                )
+            },
+            |r| match r {
+                Ok(x) => got.push(x),
+                Err(e) => errors.push(e.position),
+            },
+        )
+        .unwrap();
+        // record_id is the line number where there is no EventRecordID.
+        assert_eq!(got, expected);
+        assert_eq!(errors, vec![Position::Line(20_001)]);
     }
 
     #[test]

@@ -250,6 +250,69 @@ fn hunt_survives_damaged_evtx_and_agrees_with_the_engine() {
     assert!(intact_records > 0);
 }
 
+/// The same records hunted as EVTX, as compact JSON lines (what
+/// `evtx_dump -o jsonl` writes) and as pretty-printed JSON objects one
+/// after another, on two threads: the same detections, field for field.
+#[test]
+fn evtx_and_its_json_renderings_hunt_alike() {
+    let Some(c) = corpus("evtx_and_its_json_renderings_hunt_alike") else {
+        return;
+    };
+    let files: Vec<PathBuf> = evtx_files(&c.join("evtx")).into_iter().take(60).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut compact, mut pretty) = (String::new(), String::new());
+    for f in &files {
+        let mut parser = evtx::EvtxParser::from_path(f).unwrap();
+        for rec in parser.records_json_value().flatten() {
+            compact.push_str(&rec.data.to_string());
+            compact.push('\n');
+            pretty.push_str(&serde_json::to_string_pretty(&rec.data).unwrap());
+            pretty.push('\n');
+        }
+    }
+    std::fs::write(dir.path().join("compact.jsonl"), &compact).unwrap();
+    std::fs::write(dir.path().join("pretty.json"), &pretty).unwrap();
+    let rules = c.join("sigma/rules/windows");
+    let hunt = |inputs: Vec<String>| {
+        let mut args = vec![
+            "hunt",
+            "-r",
+            rules.to_str().unwrap(),
+            "-f",
+            "jsonl",
+            "-q",
+            "-j",
+            "2",
+        ];
+        args.extend(inputs.iter().map(String::as_str));
+        let out = vigil(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut recs: Vec<String> = jsonl(&out)
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("source");
+                r.to_string()
+            })
+            .collect();
+        recs.sort();
+        recs
+    };
+    let from_evtx = hunt(
+        files
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect(),
+    );
+    assert!(from_evtx.len() > 100, "{}", from_evtx.len());
+    for name in ["compact.jsonl", "pretty.json"] {
+        let from_json = hunt(vec![dir.path().join(name).to_string_lossy().into_owned()]);
+        assert_eq!(from_json.len(), from_evtx.len(), "{name}");
+        for (a, b) in from_evtx.iter().zip(&from_json) {
+            assert_eq!(a, b, "{name}");
+        }
+    }
+}
+
 /// Hunting a regression sample with its rule finds what the test expects.
 #[test]
 fn hunt_on_a_regression_sample_finds_the_expected_match() {

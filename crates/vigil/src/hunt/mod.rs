@@ -421,33 +421,36 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                 }
             };
             let mut failure = None;
-            let mut n = 0u64;
-            let result =
-                vigil_ingest::json::read_json_with(&source, reader, &shared.field_map, |item| {
-                    match item {
-                        Ok(event) => {
-                            n += 1;
-                            if shared.parse_only {
-                                return;
-                            }
-                            if let Some((event, rules)) =
-                                detect(&shared.set, shared.render.as_ref(), &shared.time, event)
-                            {
-                                if let Err(e) = shared.emit(event, rules) {
-                                    failure.get_or_insert(e);
-                                }
-                            }
-                        }
-                        Err(e) => shared.error(e),
+            let n = AtomicU64::new(0);
+            let result = vigil_ingest::json::read_json_par(
+                &source,
+                reader,
+                &shared.field_map,
+                threads,
+                |event| {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    if shared.parse_only {
+                        return None;
                     }
-                });
+                    detect(&shared.set, shared.render.as_ref(), &shared.time, event)
+                },
+                |item| match item {
+                    Ok(Some((event, rules))) => {
+                        if let Err(e) = shared.emit(event, rules) {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => shared.error(e),
+                },
+            );
             if let Some(e) = failure {
                 return Err(e);
             }
             if let Err(e) = result {
                 shared.error(e);
             }
-            shared.events.fetch_add(n, Ordering::Relaxed);
+            shared.events.fetch_add(n.into_inner(), Ordering::Relaxed);
         }
     }
     shared.bytes.fetch_add(input.len, Ordering::Relaxed);
