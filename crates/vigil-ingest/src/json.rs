@@ -230,18 +230,24 @@ impl<R: BufRead> Batches<R> {
         }
     }
 
-    fn next(&mut self) -> std::io::Result<Option<Batch>> {
-        loop {
-            while !self.eof && self.buf.len() < BATCH_BYTES {
-                let got = self.reader.fill_buf()?;
-                if got.is_empty() {
-                    self.eof = true;
-                    break;
-                }
-                let n = got.len();
-                self.buf.extend_from_slice(got);
-                self.reader.consume(n);
+    /// Reads until the buffer holds `want` bytes or the input ends.
+    fn fill(&mut self, want: usize) -> std::io::Result<()> {
+        while !self.eof && self.buf.len() < want {
+            let got = self.reader.fill_buf()?;
+            if got.is_empty() {
+                self.eof = true;
+                break;
             }
+            let n = got.len();
+            self.buf.extend_from_slice(got);
+            self.reader.consume(n);
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> std::io::Result<Option<Batch>> {
+        self.fill(BATCH_BYTES)?;
+        loop {
             if self.buf.is_empty() {
                 return Ok(None);
             }
@@ -258,17 +264,7 @@ impl<R: BufRead> Batches<R> {
             };
             let Some(cut) = cut else {
                 // One line longer than a batch: read on.
-                let want = self.buf.len() * 2;
-                while !self.eof && self.buf.len() < want {
-                    let got = self.reader.fill_buf()?;
-                    if got.is_empty() {
-                        self.eof = true;
-                        break;
-                    }
-                    let n = got.len();
-                    self.buf.extend_from_slice(got);
-                    self.reader.consume(n);
-                }
+                self.fill(self.buf.len() * 2)?;
                 continue;
             };
             let rest = self.buf.split_off(cut);

@@ -104,12 +104,7 @@ struct Hit {
 /// Matches one event; returns its detections. Runs on the threads that
 /// read events, so the records (matched fields, formatting) are built in
 /// parallel too.
-fn detect(
-    set: &RuleSet,
-    render: Option<&Render>,
-    time: &Time,
-    event: Event,
-) -> Option<(Arc<Event>, Vec<Hit>)> {
+fn detect(set: &RuleSet, render: Option<&Render>, time: &Time, event: Event) -> Option<Matched> {
     let ts = vigil_ingest::event_time(&event);
     if let Some(ts) = ts {
         time.span.see(ts);
@@ -342,6 +337,78 @@ impl Shared {
     fn error(&self, e: vigil_ingest::IngestError) {
         self.summary.lock().expect("summary").input_error(e);
     }
+
+    /// What a reader hands back, on the thread that called it: detections
+    /// are written, input errors noted, and the first failure to write
+    /// kept in `failure` (the hunt then stops).
+    fn take(
+        &self,
+        item: Result<Option<Matched>, vigil_ingest::IngestError>,
+        failure: &mut Option<anyhow::Error>,
+    ) {
+        match item {
+            Ok(Some((event, hits))) => {
+                if let Err(e) = self.emit(event, hits) {
+                    failure.get_or_insert(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// After one input: a write failure ends the hunt, a read failure is
+    /// noted, and the events read are counted.
+    fn settle(
+        &self,
+        matcher: &Matcher,
+        failure: Option<anyhow::Error>,
+        result: Result<(), vigil_ingest::IngestError>,
+    ) -> anyhow::Result<()> {
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Err(e) = result {
+            self.error(e);
+        }
+        self.events
+            .fetch_add(matcher.events.load(Ordering::Relaxed), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// An event that matched, with its detections.
+type Matched = (Arc<Event>, Vec<Hit>);
+
+/// Matching as the readers run it, on their threads: cheap to clone into
+/// them, and it counts the events of one input.
+#[derive(Clone)]
+struct Matcher {
+    set: RuleSet,
+    render: Option<Render>,
+    time: Arc<Time>,
+    parse_only: bool,
+    events: Arc<AtomicU64>,
+}
+
+impl Matcher {
+    fn new(shared: &Shared) -> Self {
+        Matcher {
+            set: shared.set.clone(),
+            render: shared.render.clone(),
+            time: shared.time.clone(),
+            parse_only: shared.parse_only,
+            events: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn run(&self, event: Event) -> Option<Matched> {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if self.parse_only {
+            return None;
+        }
+        detect(&self.set, self.render.as_ref(), &self.time, event)
+    }
 }
 
 fn progress_bar(quiet: bool, total: u64) -> Option<indicatif::ProgressBar> {
@@ -361,12 +428,8 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
     let source: Arc<str> = input.path.to_string_lossy().into();
     match input.kind {
         InputKind::Evtx => {
-            let set = shared.set.clone();
-            let render = shared.render.clone();
-            let parse_only = shared.parse_only;
-            let time = shared.time.clone();
-            let counter = Arc::new(AtomicU64::new(0));
-            let c2 = counter.clone();
+            let matcher = Matcher::new(shared);
+            let m = matcher.clone();
             let opts = vigil_ingest::evtx::EvtxOptions {
                 threads,
                 ..Default::default()
@@ -375,32 +438,10 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
             let result = vigil_ingest::evtx::read_evtx(
                 &input.path,
                 opts,
-                move |event| {
-                    c2.fetch_add(1, Ordering::Relaxed);
-                    if parse_only {
-                        return None;
-                    }
-                    detect(&set, render.as_ref(), &time, event)
-                },
-                |item| match item {
-                    Ok(Some((event, rules))) => {
-                        if let Err(e) = shared.emit(event, rules) {
-                            failure.get_or_insert(e);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => shared.error(e),
-                },
+                move |event| m.run(event),
+                |item| shared.take(item, &mut failure),
             );
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            if let Err(e) = result {
-                shared.error(e);
-            }
-            shared
-                .events
-                .fetch_add(counter.load(Ordering::Relaxed), Ordering::Relaxed);
+            shared.settle(&matcher, failure, result)?;
         }
         InputKind::Json | InputKind::Stdin => {
             let reader: Box<dyn Read> = if input.kind == InputKind::Stdin {
@@ -420,37 +461,17 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                     }
                 }
             };
+            let matcher = Matcher::new(shared);
             let mut failure = None;
-            let n = AtomicU64::new(0);
             let result = vigil_ingest::json::read_json_par(
                 &source,
                 reader,
                 &shared.field_map,
                 threads,
-                |event| {
-                    n.fetch_add(1, Ordering::Relaxed);
-                    if shared.parse_only {
-                        return None;
-                    }
-                    detect(&shared.set, shared.render.as_ref(), &shared.time, event)
-                },
-                |item| match item {
-                    Ok(Some((event, rules))) => {
-                        if let Err(e) = shared.emit(event, rules) {
-                            failure.get_or_insert(e);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => shared.error(e),
-                },
+                |event| matcher.run(event),
+                |item| shared.take(item, &mut failure),
             );
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            if let Err(e) = result {
-                shared.error(e);
-            }
-            shared.events.fetch_add(n.into_inner(), Ordering::Relaxed);
+            shared.settle(&matcher, failure, result)?;
         }
     }
     shared.bytes.fetch_add(input.len, Ordering::Relaxed);
