@@ -1,7 +1,7 @@
 #!/bin/bash
 # Compares two vigil builds on the same hunt, side by side: runs are
-# interleaved (A, B, parse-only, A, B, …) so that the noise of a shared
-# machine hits both alike, and the medians are printed.
+# interleaved (A, B, parse-only, B, A, parse-only, …) so that the noise of
+# a shared machine hits both alike, and the medians are printed.
 #
 #   benches/compare-hunt.sh OLD_VIGIL NEW_VIGIL RULES INPUTS [RUNS]
 #
@@ -18,9 +18,14 @@ a=$1 b=$2 rules=$3 inputs=$4 runs=${5:-11}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
-for _ in $(seq "$runs"); do
-    echo "A-hunt $(ms "$a" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
-    echo "B-hunt $(ms "$b" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
+# The order alternates (A B, then B A): whichever runs second after the
+# other was measured slower by a few percent on this machine.
+for i in $(seq "$runs"); do
+    if (( i % 2 )); then first=A second=B; else first=B second=A; fi
+    for who in $first $second; do
+        if [ "$who" = A ]; then bin=$a; else bin=$b; fi
+        echo "$who-hunt $(ms "$bin" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
+    done
     echo "B-parse-only $(ms "$b" hunt --parse-only "$inputs" -q)" >>"$out"
 done
 sort -k1,1 -k2,2n "$out" | awk '
