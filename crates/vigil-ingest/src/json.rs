@@ -102,7 +102,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// [`read_json_with`] on `threads` threads: lines are parsed and passed
 /// through `convert` in parallel, in batches of about a megabyte, and
 /// what `convert` returns goes to `on_item` on the calling thread, in
-/// input order. Memory stays bounded by a few batches per thread.
+/// input order. Memory stays bounded by two batches per thread.
 ///
 /// A batch ends before a line that starts with `{` in its first column
 /// where there is one: an object pretty-printed over several lines
@@ -173,37 +173,80 @@ pub fn read_json_par<R: Read, T: Send>(
             }
         };
     }
-    let threads = threads.max(1);
     let lines = Lines { source, map };
+    let run = |b: &Batch| {
+        let mut out = Vec::new();
+        lines.read(b, &mut |r| out.push(r.map(&convert)));
+        out
+    };
     let mut batches = Batches::new(reader);
-    loop {
-        // A round: a few batches per thread, parsed in parallel, then
-        // handed on in order.
-        let mut round = Vec::with_capacity(threads * 2);
-        while round.len() < threads * 2 {
-            match batches.next().map_err(io_err)? {
-                Some(b) => round.push(b),
-                None => break,
+    let Some(first) = batches.next().map_err(io_err)? else {
+        return Ok(());
+    };
+    if threads <= 1 || batches.done() {
+        // One thread, or all of it in one batch: no threads to start.
+        let mut next = Some(first);
+        while let Some(b) = next {
+            run(&b).into_iter().for_each(&mut on_item);
+            next = batches.next().map_err(io_err)?;
+        }
+        return Ok(());
+    }
+    // This thread reads batches and hands results on in input order;
+    // `threads` workers parse and convert. At most two batches per
+    // worker are in flight, so memory stays bounded and reading,
+    // parsing and handing on overlap.
+    let in_flight_max = threads * 2;
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(in_flight_max);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<Result<T, IngestError>>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let (job_rx, run) = (&job_rx, &run);
+            scope.spawn(move || loop {
+                let job = job_rx
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|rx| rx.recv().map_err(|_| ()));
+                let Ok((seq, batch)) = job else { return };
+                if done_tx.send((seq, run(&batch))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let mut waiting = std::collections::BTreeMap::new();
+        let (mut sent, mut handed_on) = (0u64, 0u64);
+        let mut next = Some(first);
+        let mut read_error = None;
+        loop {
+            while sent - handed_on < in_flight_max as u64 {
+                let Some(batch) = next.take() else { break };
+                if job_tx.send((sent, batch)).is_err() {
+                    break;
+                }
+                sent += 1;
+                match batches.next() {
+                    Ok(b) => next = b,
+                    Err(e) => read_error = Some(io_err(e)),
+                }
+            }
+            if handed_on == sent {
+                break;
+            }
+            let Ok((seq, out)) = done_rx.recv() else {
+                break;
+            };
+            waiting.insert(seq, out);
+            while let Some(out) = waiting.remove(&handed_on) {
+                out.into_iter().for_each(&mut on_item);
+                handed_on += 1;
             }
         }
-        if round.is_empty() {
-            return Ok(());
-        }
-        let run = |b: &Batch| {
-            let mut out = Vec::new();
-            lines.read(b, &mut |r| out.push(r.map(&convert)));
-            out
-        };
-        let results: Vec<Vec<Result<T, IngestError>>> = if threads == 1 || round.len() == 1 {
-            round.iter().map(run).collect()
-        } else {
-            use rayon::prelude::*;
-            round.par_iter().map(run).collect()
-        };
-        for r in results.into_iter().flatten() {
-            on_item(r);
-        }
-    }
+        drop(job_tx);
+        read_error.map_or(Ok(()), Err)
+    })
 }
 
 /// Whole lines of the input, and the number of the first.
@@ -218,6 +261,8 @@ struct Batches<R> {
     buf: Vec<u8>,
     next_line: u64,
     eof: bool,
+    /// A read error, returned once the lines before it are handed out.
+    error: Option<std::io::Error>,
 }
 
 impl<R: BufRead> Batches<R> {
@@ -227,7 +272,13 @@ impl<R: BufRead> Batches<R> {
             buf: Vec::new(),
             next_line: 1,
             eof: false,
+            error: None,
         }
+    }
+
+    /// Whether the input has been read to its end and handed out.
+    fn done(&self) -> bool {
+        self.eof && self.buf.is_empty() && self.error.is_none()
     }
 
     /// Reads until the buffer holds `want` bytes or the input ends.
@@ -245,11 +296,22 @@ impl<R: BufRead> Batches<R> {
         Ok(())
     }
 
+    /// [`Batches::fill`]; on a read error, what was read up to the last
+    /// whole line is still handed out, then the error.
+    fn fill_or_stop(&mut self, want: usize) {
+        if let Err(e) = self.fill(want) {
+            self.eof = true;
+            let whole = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
+            self.buf.truncate(whole);
+            self.error = Some(e);
+        }
+    }
+
     fn next(&mut self) -> std::io::Result<Option<Batch>> {
-        self.fill(BATCH_BYTES)?;
+        self.fill_or_stop(BATCH_BYTES);
         loop {
             if self.buf.is_empty() {
-                return Ok(None);
+                return self.error.take().map_or(Ok(None), Err);
             }
             let cut = if self.eof {
                 Some(self.buf.len())
@@ -264,7 +326,7 @@ impl<R: BufRead> Batches<R> {
             };
             let Some(cut) = cut else {
                 // One line longer than a batch: read on.
-                self.fill(self.buf.len() * 2)?;
+                self.fill_or_stop(self.buf.len() * 2);
                 continue;
             };
             let rest = self.buf.split_off(cut);
@@ -458,6 +520,47 @@ mod tests {
         // record_id is the line number where there is no EventRecordID.
         assert_eq!(got, expected);
         assert_eq!(errors, vec![Position::Line(20_001)]);
+    }
+
+    /// A read error part-way: every whole line read before it is handed
+    /// on, then the error is returned.
+    #[test]
+    fn read_error_midway_keeps_what_came_before() {
+        /// Fails once `at` bytes are read.
+        struct Failing(std::io::Cursor<Vec<u8>>, u64);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let left = self.1.saturating_sub(self.0.position()) as usize;
+                if left == 0 {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                let n = buf.len().min(left);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let line = format!("{{\"pad\": \"{}\"}}\n", "p".repeat(90));
+        let input = line.repeat(3 * BATCH_BYTES / line.len());
+        // Mid-line, well past the first batch.
+        let at = (2 * BATCH_BYTES + line.len() / 2) as u64;
+        let whole_lines = input.as_bytes()[..at as usize]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        let mut got = 0;
+        let result = read_json_par(
+            &Arc::from("t"),
+            Failing(std::io::Cursor::new(input.into_bytes()), at),
+            FieldMap::builtin(),
+            2,
+            |e| e,
+            |r| {
+                r.unwrap();
+                got += 1;
+            },
+        );
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("disk gone"), "{err}");
+        assert_eq!(got, whole_lines);
     }
 
     #[test]
