@@ -91,6 +91,23 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<IngestError>) {
             });
             continue;
         }
+        if !meta.is_dir() {
+            // A pipe or device named on the command line, as with
+            // `vigil hunt <(zcat logs.jsonl.gz)`: read as a JSON stream.
+            // EVTX cannot be: its reader seeks.
+            match kind_by_name(p) {
+                Some(InputKind::Evtx) => errors.push(err(
+                    p,
+                    "not a regular file: EVTX is read by seeking, so it must be a file".into(),
+                )),
+                _ => out.push(Input {
+                    path: p.clone(),
+                    kind: InputKind::Json,
+                    len: 0,
+                }),
+            }
+            continue;
+        }
         for entry in walkdir::WalkDir::new(p)
             .follow_links(true)
             .sort_by_file_name()
@@ -105,6 +122,15 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<IngestError>) {
                             len,
                         });
                     }
+                }
+                Ok(e) if !e.file_type().is_dir() && kind_by_name(e.path()).is_some() => {
+                    // A pipe, socket or device with a log's name: reading it
+                    // could block for ever, so it is skipped, and said so.
+                    errors.push(err(
+                        e.path(),
+                        "not a regular file, skipped (name it on the command line to read it as a stream)"
+                            .into(),
+                    ));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -123,6 +149,40 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<IngestError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pipe named on the command line is read as a JSON stream; one
+    /// found in a directory is reported, not read (it could block) and
+    /// not silently dropped.
+    #[test]
+    fn pipes_named_are_read_and_pipes_found_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("live.jsonl");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIPPED: mkfifo is not available");
+            return;
+        }
+        let (inputs, errors) = discover(std::slice::from_ref(&fifo));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(inputs[0].kind, InputKind::Json);
+        let (inputs, errors) = discover(&[dir.path().to_path_buf()]);
+        assert!(inputs.is_empty());
+        assert!(
+            errors[0].reason.starts_with("not a regular file, skipped"),
+            "{errors:?}"
+        );
+        let evtx = dir.path().join("pipe.evtx");
+        std::process::Command::new("mkfifo")
+            .arg(&evtx)
+            .status()
+            .unwrap();
+        let (inputs, errors) = discover(&[evtx]);
+        assert!(inputs.is_empty());
+        assert!(
+            errors[0].reason.contains("EVTX is read by seeking"),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn kinds_by_name() {
