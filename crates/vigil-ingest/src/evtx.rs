@@ -34,6 +34,27 @@ pub fn read_evtx<U, M, F>(
     path: &Path,
     opts: EvtxOptions,
     map: M,
+    on_item: F,
+) -> Result<(), IngestError>
+where
+    U: Send + 'static,
+    M: Fn(Event) -> U + Send + Sync + Clone + 'static,
+    F: FnMut(Result<U, IngestError>),
+{
+    read_evtx_with_progress(path, opts, |_| {}, map, on_item)
+}
+
+/// [`read_evtx`], telling `progress` of every run of bytes read from the
+/// file as it is read (chunk by chunk, in file order), so that a progress
+/// bar moves within one large file.
+///
+/// # Errors
+/// As [`read_evtx`].
+pub fn read_evtx_with_progress<U, M, F>(
+    path: &Path,
+    opts: EvtxOptions,
+    progress: impl Fn(u64),
+    map: M,
     mut on_item: F,
 ) -> Result<(), IngestError>
 where
@@ -45,7 +66,12 @@ where
     let settings = ParserSettings::new()
         .num_threads(opts.threads)
         .validate_checksums(opts.validate_checksums);
-    let mut parser = EvtxParser::from_path(path)
+    let file = std::fs::File::open(path).map_err(|e| IngestError {
+        source: source.clone(),
+        position: Position::Source,
+        reason: format!("cannot open: {e}"),
+    })?;
+    let mut parser = EvtxParser::from_read_seek(crate::Counted::new(file, progress))
         .map_err(|e| IngestError {
             source: source.clone(),
             position: Position::Source,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod counted;
 pub mod evtx;
 pub mod evtx_json;
 pub mod fieldmap;
@@ -16,6 +17,7 @@ pub mod syslog;
 pub mod time;
 pub mod winlog;
 
+pub use counted::Counted;
 pub use time::{event_time, parse_time, rfc3339};
 
 use std::fmt;

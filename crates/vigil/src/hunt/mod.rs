@@ -377,6 +377,32 @@ impl Shared {
     }
 }
 
+/// Moves the progress bar as one input's bytes are read, never past its
+/// length (a reader may read some bytes twice), and by the rest when it is
+/// done.
+struct InputProgress<'a> {
+    bar: Option<&'a indicatif::ProgressBar>,
+    len: u64,
+    done: AtomicU64,
+}
+
+impl InputProgress<'_> {
+    fn read(&self, n: u64) {
+        let Some(bar) = self.bar else { return };
+        let before = self.done.fetch_add(n, Ordering::Relaxed);
+        let step = (before + n)
+            .min(self.len)
+            .saturating_sub(before.min(self.len));
+        if step > 0 {
+            bar.inc(step);
+        }
+    }
+
+    fn finish(&self) {
+        self.read(self.len);
+    }
+}
+
 /// An event that matched, with its detections.
 type Matched = (Arc<Event>, Vec<Hit>);
 
@@ -426,6 +452,11 @@ fn progress_bar(quiet: bool, total: u64) -> Option<indicatif::ProgressBar> {
 
 fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyhow::Result<()> {
     let source: Arc<str> = input.path.to_string_lossy().into();
+    let progress = InputProgress {
+        bar: shared.progress.as_ref(),
+        len: input.len,
+        done: AtomicU64::new(0),
+    };
     match input.kind {
         InputKind::Evtx => {
             let matcher = Matcher::new(shared);
@@ -435,9 +466,10 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                 ..Default::default()
             };
             let mut failure = None;
-            let result = vigil_ingest::evtx::read_evtx(
+            let result = vigil_ingest::evtx::read_evtx_with_progress(
                 &input.path,
                 opts,
+                |n| progress.read(n),
                 move |event| m.run(event),
                 |item| shared.take(item, &mut failure),
             );
@@ -450,7 +482,7 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
                 match std::fs::File::open(&input.path)
                     .with_context(|| format!("opening {}", input.path.display()))
                 {
-                    Ok(f) => Box::new(f),
+                    Ok(f) => Box::new(vigil_ingest::Counted::new(f, |n| progress.read(n))),
                     Err(e) => {
                         shared.error(vigil_ingest::IngestError {
                             source,
@@ -475,8 +507,36 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
         }
     }
     shared.bytes.fetch_add(input.len, Ordering::Relaxed);
-    if let Some(p) = &shared.progress {
-        p.inc(input.len);
-    }
+    progress.finish();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_progress_never_passes_the_inputs_length() {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_length(150);
+        let p = InputProgress {
+            bar: Some(&bar),
+            len: 100,
+            done: AtomicU64::new(0),
+        };
+        p.read(60);
+        assert_eq!(bar.position(), 60);
+        p.read(60);
+        assert_eq!(bar.position(), 100);
+        p.finish();
+        assert_eq!(bar.position(), 100);
+        let q = InputProgress {
+            bar: Some(&bar),
+            len: 50,
+            done: AtomicU64::new(0),
+        };
+        q.read(20);
+        q.finish();
+        assert_eq!(bar.position(), 150);
+    }
 }
