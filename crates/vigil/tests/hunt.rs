@@ -172,6 +172,28 @@ fn time_window_limits_the_hunt() {
     );
 }
 
+/// `--dedup`: the same records in two files are reported once.
+#[test]
+fn dedup_reports_a_record_copied_into_two_inputs_once() {
+    let (logs, rules) = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::path::Path::new(&logs).join("sample.jsonl");
+    for name in ["a.jsonl", "b.jsonl"] {
+        std::fs::copy(&sample, dir.path().join(name)).unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let all = vigil(&["hunt", d, "-r", &rules, "-f", "jsonl", "-q"]);
+    assert_eq!(jsonl(&all).len(), 6);
+    let once = vigil(&["hunt", d, "-r", &rules, "-f", "jsonl", "-q", "--dedup"]);
+    assert_eq!(jsonl(&once).len(), 3);
+    let summary = stderr(&once);
+    assert!(summary.contains("detections: 3 "), "{summary}");
+    assert!(
+        summary.contains("  3 more left out by --dedup"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn csv_and_json_parse() {
     let (logs, rules) = examples();

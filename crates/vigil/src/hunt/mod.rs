@@ -8,6 +8,7 @@
 //! detections first (then they spill to disk past a bound).
 
 mod correlate;
+mod dedup;
 mod inputs;
 pub mod output;
 mod select;
@@ -60,6 +61,10 @@ pub struct HuntArgs {
     /// Only events at or before this time (a date: its end).
     #[arg(long, value_name = "TIME")]
     to: Option<String>,
+    /// Report a rule's match on a record once when the same record is in
+    /// several inputs (overlapping collections, a log copied twice)
+    #[arg(long)]
+    dedup: bool,
     /// Sort detections by event time across all inputs (buffers them;
     /// spills to disk past --sort-memory).
     #[arg(long)]
@@ -228,6 +233,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         render,
         field_map,
         corr: Mutex::new(corr),
+        dedup: args.dedup.then(Default::default),
         parse_only: args.parse_only,
         time,
         sink: Mutex::new(sink),
@@ -281,6 +287,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     summary.rules_loading = (t_loaded, t_compiled - t_loaded);
     summary.window = shared.time.window.as_ref().map(Window::describe);
     summary.span = shared.time.span.bounds();
+    summary.repeats = shared.dedup.map(|d| d.into_inner().expect("dedup").repeats);
     eprint!("{}", summary.render());
     Ok(if summary.failed_inputs() > 0 {
         ExitCode::from(1)
@@ -302,6 +309,8 @@ struct Shared {
     render: Option<Render>,
     field_map: vigil_ingest::fieldmap::FieldMap,
     corr: Mutex<correlate::Correlator>,
+    /// With `--dedup`: the detections seen.
+    dedup: Option<Mutex<dedup::Dedup>>,
     parse_only: bool,
     time: Arc<Time>,
     sink: Mutex<Sink>,
@@ -312,7 +321,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn emit(&self, event: Arc<Event>, hits: Vec<Hit>) -> anyhow::Result<()> {
+    fn emit(&self, event: Arc<Event>, mut hits: Vec<Hit>) -> anyhow::Result<()> {
+        if let Some(dedup) = &self.dedup {
+            // Before correlation too: a repeated record must not count
+            // twice towards a threshold.
+            let mut dedup = dedup.lock().expect("dedup");
+            hits.retain(|hit| dedup.first(hit.rule, &event));
+        }
         let mut report = Vec::with_capacity(hits.len());
         {
             let mut corr = self.corr.lock().expect("correlator");

@@ -86,6 +86,8 @@ pub struct Summary {
     pub window: Option<String>,
     /// First and last event time read.
     pub span: Option<(i64, i64)>,
+    /// With `--dedup`: detections left out as repeats.
+    pub repeats: Option<u64>,
     detections: u64,
     by_level: BTreeMap<Option<Level>, u64>,
     by_rule: HashMap<String, u64>,
@@ -119,6 +121,7 @@ impl Summary {
             rules_loading: (Duration::ZERO, Duration::ZERO),
             window: None,
             span: None,
+            repeats: None,
             detections: 0,
             by_level: BTreeMap::new(),
             by_rule: HashMap::new(),
@@ -271,6 +274,12 @@ impl Summary {
             .map(|(l, n)| format!("{} {n}", l.map(|l| l.as_str()).unwrap_or("none")))
             .collect();
         let _ = writeln!(s, "detections: {} ({})", self.detections, levels.join(", "));
+        if let Some(n) = self.repeats {
+            let _ = writeln!(
+                s,
+                "  {n} more left out by --dedup: the same rule on the same record in another input"
+            );
+        }
         if self.correlations > 0 {
             let _ = writeln!(
                 s,
