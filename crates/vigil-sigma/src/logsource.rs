@@ -84,6 +84,24 @@ impl LogSourceMap {
         self.entries.iter().filter(move |e| e.applies_to(ls))
     }
 
+    /// Whether a log source with no entry of its own is one the mapping
+    /// would narrow: it names a category or service, and the mapping has
+    /// entries with conditions for its product. (A product-only source, or
+    /// one of a product mapped by file only, is meant to take all events.)
+    pub fn narrows(&self, ls: &LogSource) -> bool {
+        let Some(product) = ls.product.as_deref() else {
+            return false;
+        };
+        (ls.category.is_some() || ls.service.is_some())
+            && self.entries.iter().any(|e| {
+                e.conditions.is_some()
+                    && e.logsource
+                        .product
+                        .as_deref()
+                        .is_some_and(|p| p.eq_ignore_ascii_case(product))
+            })
+    }
+
     /// Adds `other`'s entries: same name replaces, new name appends.
     pub fn merge(&mut self, other: LogSourceMap) {
         for e in other.entries {

@@ -58,6 +58,21 @@ pub struct LogSource {
     pub service: Option<String>,
 }
 
+/// `product/category/service`, leaving out the keys not given
+/// (`windows/file_access`).
+impl std::fmt::Display for LogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = [&self.product, &self.category, &self.service];
+        for (i, key) in keys.into_iter().flatten().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            f.write_str(key)?;
+        }
+        Ok(())
+    }
+}
+
 /// One field item of a selection: `Image|endswith: [...]`, or a keyword
 /// item when `field` is `None`.
 #[derive(Debug, Clone)]

@@ -153,9 +153,13 @@ impl RuleSetBuilder {
         let channel = c.field_id("Channel");
         let event_id = c.field_id("EventID");
         let mut variants = Vec::new();
+        let mut unmapped = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
             let entries: Vec<_> = map.entries_for(&rule.logsource).collect();
             if entries.is_empty() {
+                if map.narrows(&rule.logsource) {
+                    unmapped.push(ri);
+                }
                 variants.push(c.variant(ri, rule, None, &[]));
             } else {
                 for e in entries {
@@ -183,6 +187,7 @@ impl RuleSetBuilder {
                 channel,
                 event_id,
                 warnings,
+                unmapped,
             }),
         }
     }
@@ -313,6 +318,8 @@ struct Inner {
     channel: u32,
     event_id: u32,
     warnings: Vec<RuleError>,
+    /// Rules of [`RuleSet::unmapped`].
+    unmapped: Vec<usize>,
 }
 
 /// A rule that matched an event.
@@ -476,6 +483,15 @@ impl RuleSet {
     /// names no loaded rule).
     pub fn warnings(&self) -> &[RuleError] {
         &self.inner.warnings
+    }
+
+    /// Rules whose log source names a category or service the mapping has
+    /// no entry for, while it maps others of the same product (Windows
+    /// `file_access`, which comes from ETW, not from any event log): they
+    /// are evaluated against every event of their product. Worth telling
+    /// the user, who may want to map them (or leave them out).
+    pub fn unmapped(&self) -> impl Iterator<Item = &Rule> + '_ {
+        self.inner.unmapped.iter().map(|&i| &self.inner.rules[i])
     }
 
     fn prepare(&self, event: &Event, s: &mut Scratch) {
@@ -773,6 +789,24 @@ mod tests {
         e.set("RelativeTargetName", "protected_storage");
         assert_eq!(s.matches(&e, &mut scratch).len(), 1);
         assert_eq!(scratch.evaluations(), 1);
+    }
+
+    /// A Windows category the mapping has no entry for is reported; mapped
+    /// ones, product-only ones and products mapped by file only are not.
+    #[test]
+    fn unmapped_log_sources_are_reported() {
+        let rule = |id: &str, ls: &str| {
+            format!("title: {id}\nid: {id}\nlogsource: {ls}\ndetection:\n  sel:\n    a: b\n  condition: sel\n")
+        };
+        let rules = [
+            rule("etw", "{product: windows, category: file_access}"),
+            rule("sysmon", "{product: windows, category: process_creation}"),
+            rule("any", "{product: windows}"),
+            rule("lin", "{product: linux, category: process_creation}"),
+        ];
+        let s = set(&rules.iter().map(String::as_str).collect::<Vec<_>>());
+        let ids: Vec<_> = s.unmapped().map(|r| r.id.as_deref().unwrap()).collect();
+        assert_eq!(ids, vec!["etw"]);
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             warnings.extend(r.warnings().map(|w| w.to_string()));
         }
     }
+    for r in set.unmapped() {
+        warnings.push(format!(
+            "{}: logsource {} is not in the log-source mapping; the rule runs on every {} event",
+            r.path.as_deref().unwrap_or("-"),
+            r.logsource,
+            r.logsource.product.as_deref().unwrap_or_default(),
+        ));
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
     let (n, m) = (loaded.docs.len(), errors.len());

@@ -76,6 +76,8 @@ pub struct Summary {
     rules_failed: Vec<RuleError>,
     rules_skipped: usize,
     warnings: Vec<RuleError>,
+    /// Log sources the mapping does not narrow, with their rule counts.
+    unmapped: BTreeMap<String, usize>,
     pub files: u64,
     pub bytes: u64,
     pub events: u64,
@@ -109,7 +111,12 @@ impl Summary {
         rules_skipped: usize,
         warnings: Vec<RuleError>,
     ) -> Self {
+        let mut unmapped = BTreeMap::new();
+        for rule in set.unmapped() {
+            *unmapped.entry(rule.logsource.to_string()).or_default() += 1;
+        }
         Summary {
+            unmapped,
             rules: set.len(),
             rules_failed,
             rules_skipped,
@@ -226,6 +233,18 @@ impl Summary {
         }
         for w in &self.warnings {
             let _ = writeln!(s, "  warning: {w}");
+        }
+        if !self.unmapped.is_empty() {
+            let list: Vec<String> = self
+                .unmapped
+                .iter()
+                .map(|(ls, n)| format!("{ls} ({n})"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  log sources not in the mapping, their rules run on every event of the product: {} (map them with --logsources, or leave them out)",
+                list.join(", ")
+            );
         }
         let _ = writeln!(
             s,
