@@ -117,6 +117,20 @@ pub fn read_json_par<R: Read, T: Send>(
     map: &FieldMap,
     threads: usize,
     convert: impl Fn(Event) -> T + Sync,
+    on_item: impl FnMut(Result<T, IngestError>),
+) -> Result<(), IngestError> {
+    read_json_batched(source, reader, map, threads, BATCH_BYTES, convert, on_item)
+}
+
+/// [`read_json_par`] with batches of at least `batch_bytes` (tests cut
+/// small inputs into many batches this way).
+fn read_json_batched<R: Read, T: Send>(
+    source: &Arc<str>,
+    reader: R,
+    map: &FieldMap,
+    threads: usize,
+    batch_bytes: usize,
+    convert: impl Fn(Event) -> T + Sync,
     mut on_item: impl FnMut(Result<T, IngestError>),
 ) -> Result<(), IngestError> {
     let io_err = |e: std::io::Error| IngestError {
@@ -179,7 +193,7 @@ pub fn read_json_par<R: Read, T: Send>(
         lines.read(b, &mut |r| out.push(r.map(&convert)));
         out
     };
-    let mut batches = Batches::new(reader);
+    let mut batches = Batches::new(reader, batch_bytes);
     let Some(first) = batches.next().map_err(io_err)? else {
         return Ok(());
     };
@@ -253,11 +267,15 @@ pub fn read_json_par<R: Read, T: Send>(
 struct Batch {
     first_line: u64,
     bytes: Vec<u8>,
+    /// Whether the input ends with it.
+    last: bool,
 }
 
 /// Cuts the input into [`Batch`]es (see [`read_json_par`]).
 struct Batches<R> {
     reader: R,
+    /// The least a batch holds, but for the last.
+    batch_bytes: usize,
     buf: Vec<u8>,
     next_line: u64,
     eof: bool,
@@ -266,9 +284,10 @@ struct Batches<R> {
 }
 
 impl<R: BufRead> Batches<R> {
-    fn new(reader: R) -> Self {
+    fn new(reader: R, batch_bytes: usize) -> Self {
         Batches {
             reader,
+            batch_bytes,
             buf: Vec::new(),
             next_line: 1,
             eof: false,
@@ -308,7 +327,7 @@ impl<R: BufRead> Batches<R> {
     }
 
     fn next(&mut self) -> std::io::Result<Option<Batch>> {
-        self.fill_or_stop(BATCH_BYTES);
+        self.fill_or_stop(self.batch_bytes);
         loop {
             if self.buf.is_empty() {
                 return self.error.take().map_or(Ok(None), Err);
@@ -318,14 +337,19 @@ impl<R: BufRead> Batches<R> {
             } else {
                 // Before the last line that opens a top-level object
                 // (from the second line on, so that every batch holds a
-                // line); failing that, a megabyte without one is not
-                // pretty-printed objects: before the last line.
+                // line). Failing that, read on: one object is longer than
+                // a batch. Only past 64 batches without such a line, which
+                // is no layout of JSON objects we know, cut before the last
+                // line, to bound memory.
                 memchr::memmem::rfind(&self.buf[1..], b"\n{")
                     .map(|i| i + 2)
-                    .or_else(|| memchr::memrchr(b'\n', &self.buf).map(|i| i + 1))
+                    .or_else(|| {
+                        (self.buf.len() >= 64 * self.batch_bytes)
+                            .then(|| memchr::memrchr(b'\n', &self.buf).map(|i| i + 1))
+                            .flatten()
+                    })
             };
             let Some(cut) = cut else {
-                // One line longer than a batch: read on.
                 self.fill_or_stop(self.buf.len() * 2);
                 continue;
             };
@@ -333,7 +357,12 @@ impl<R: BufRead> Batches<R> {
             let bytes = std::mem::replace(&mut self.buf, rest);
             let first_line = self.next_line;
             self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-            return Ok(Some(Batch { first_line, bytes }));
+            let last = self.eof && self.buf.is_empty();
+            return Ok(Some(Batch {
+                first_line,
+                bytes,
+                last,
+            }));
         }
     }
 }
@@ -357,12 +386,22 @@ impl Lines<'_> {
         let lines = batch.bytes.split_inclusive(|&b| b == b'\n');
         for (line_no, raw) in (batch.first_line..).zip(lines) {
             if let Some((start, buf)) = pending.as_mut() {
-                buf.extend_from_slice(raw);
-                if let Ok(e) = self.event(buf) {
-                    on_item(Ok(with_meta(e, self.source, *start)));
-                    pending = None;
+                if raw.first() != Some(&b'{') {
+                    buf.extend_from_slice(raw);
+                    if let Ok(e) = self.event(buf) {
+                        on_item(Ok(with_meta(e, self.source, *start)));
+                        pending = None;
+                    }
+                    continue;
                 }
-                continue;
+                // A line opening a new top-level object: the one pending
+                // was never closed. Report it and go on from here, rather
+                // than swallow the rest of the input into it.
+                on_item(Err(error(
+                    *start,
+                    "invalid JSON: object is not closed before the next one starts".into(),
+                )));
+                pending = None;
             }
             let t = raw.trim_ascii();
             if t.is_empty() {
@@ -383,10 +422,13 @@ impl Lines<'_> {
             }
         }
         if let Some((start, _)) = pending {
-            on_item(Err(error(
-                start,
-                "invalid JSON: object is not closed before the end of input".into(),
-            )));
+            // A batch other than the last ends before a new object.
+            let reason = if batch.last {
+                "invalid JSON: object is not closed before the end of input"
+            } else {
+                "invalid JSON: object is not closed before the next one starts"
+            };
+            on_item(Err(error(start, reason.into())));
         }
     }
 
@@ -471,6 +513,15 @@ mod tests {
         assert_eq!((ok.len(), bad.len()), (1, 0));
         let (ok, bad) = read(b"{\n  \"a\": 1,\n");
         assert_eq!((ok.len(), bad.len()), (0, 1));
+        // An object left open does not swallow the ones after it.
+        let (ok, bad) = read(b"{\"a\": 1,\n{\"b\": 2}\n{\"c\": 3}\n");
+        assert_eq!((ok.len(), bad.len()), (2, 1));
+        assert_eq!(bad[0].position, Position::Line(1));
+        assert!(
+            bad[0].reason.contains("not closed before the next one"),
+            "{}",
+            bad[0]
+        );
     }
 
     /// Several batches on two threads: every line's event and error
@@ -561,6 +612,61 @@ mod tests {
         let err = result.unwrap_err();
         assert!(err.to_string().contains("disk gone"), "{err}");
         assert_eq!(got, whole_lines);
+    }
+
+    /// Everything `read_json_batched` reports, in order, comparable.
+    fn outcomes(input: &[u8], threads: usize, batch_bytes: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        read_json_batched(
+            &Arc::from("t"),
+            input,
+            FieldMap::builtin(),
+            threads,
+            batch_bytes,
+            |e| e,
+            |r| {
+                out.push(match r {
+                    Ok(e) => format!(
+                        "{:?} {:?}",
+                        e.meta.record_id,
+                        e.fields().collect::<Vec<_>>()
+                    ),
+                    Err(e) => format!("error {e}"),
+                })
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Cut into any batch size and read on any number of threads,
+        /// an input gives what one batch on one thread gives: the same
+        /// events and errors, in order, with the same line numbers.
+        #[test]
+        fn batches_and_threads_change_nothing(
+            docs in proptest::collection::vec(0u8..8, 0..60),
+            threads in 1usize..4,
+            batch_bytes in 8usize..200,
+        ) {
+            let mut input = String::new();
+            for (i, kind) in docs.iter().enumerate() {
+                match kind {
+                    0 => input.push_str(&format!("{{\"n\": {i}, \"s\": \"x y\"}}\n")),
+                    1 => input.push_str(&format!("{{\n  \"n\": {i},\n  \"o\": {{\"a\": [1, 2]}}\n}}\n")),
+                    2 => input.push_str("{broken\n"),
+                    3 => input.push('\n'),
+                    4 => input.push_str("[1, 2]\n"),
+                    5 => input.push_str(&format!("{{\"n\": {i}}}\r\n")),
+                    6 => input.push_str(&format!("{{\"n\": {i},\n  \"cut\": \n")),
+                    _ => input.push_str(&format!("{{\"Event\": {{\"System\": {{\"EventID\": {i}, \"Channel\": \"Security\"}}}}}}\n")),
+                }
+            }
+            let reference = outcomes(input.as_bytes(), 1, usize::MAX / 128);
+            proptest::prop_assert_eq!(outcomes(input.as_bytes(), threads, batch_bytes), reference);
+        }
     }
 
     #[test]
