@@ -213,10 +213,12 @@ fn csv_and_json_parse() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "timestamp,level,rule_title,rule_id,computer,channel,event_id,record_id,source,tags,CommandLine,User"
+        "timestamp,level,rule_title,rule_id,computer,channel,event_id,record_id,source,tags,details,CommandLine,User"
     );
     assert_eq!(lines.count(), 3);
     assert!(text.contains("whoami /all,EXAMPLE\\alice"), "{text}");
+    // The details column: the fields that made the rule match.
+    assert!(text.contains(",TargetUserName=admin_jo,"), "{text}");
 
     let out = vigil(&["hunt", &logs, "-r", &rules, "-f", "json", "-q"]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

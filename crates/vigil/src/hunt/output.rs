@@ -248,6 +248,7 @@ impl FormatWriter {
             Format::Csv => {
                 let mut cols: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
                 cols.push("tags".into());
+                cols.push("details".into());
                 cols.extend(self.render.fields.iter().cloned());
                 write_csv_row(&mut self.out, &cols)?;
             }
@@ -354,6 +355,7 @@ impl Render {
                     .map(|c| plain(r.get(*c).unwrap_or(&Json::Null)))
                     .collect();
                 cols.push(plain(r.get("tags").unwrap_or(&Json::Null)));
+                cols.push(details(d, &matched_fields(r), None));
                 for f in &self.fields {
                     cols.push(plain(&d.field(f).unwrap_or(Json::Null)));
                 }
@@ -364,29 +366,11 @@ impl Render {
                 // The picked fields, or else the fields that made the rule
                 // match: what an analyst reads first (Hayabusa's
                 // "Details").
-                let matched: Vec<String>;
-                let shown: &[String] = if self.fields.is_empty() {
-                    matched = match r.get("matched_fields") {
-                        // EventID has its own column.
-                        Some(Json::Array(names)) => names
-                            .iter()
-                            .filter_map(|n| n.as_str())
-                            .filter(|n| *n != "EventID")
-                            .map(str::to_string)
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    &matched
+                let details = if self.fields.is_empty() {
+                    details(d, &matched_fields(r), Some(DETAIL_CHARS))
                 } else {
-                    &self.fields
+                    details(d, &self.fields, Some(DETAIL_CHARS))
                 };
-                let details: Vec<String> = shown
-                    .iter()
-                    .map(|f| {
-                        let v = plain(&d.field(f).unwrap_or(Json::Null));
-                        format!("{f}={}", truncate(&one_line(&v), DETAIL_CHARS))
-                    })
-                    .collect();
                 let level = get("level");
                 let line = table_line(
                     [
@@ -397,7 +381,7 @@ impl Render {
                         &get("event_id"),
                         &get("record_id"),
                     ],
-                    &details.join(" ¦ "),
+                    &details,
                     &get("source"),
                     level_color(&level).filter(|_| self.color),
                 );
@@ -417,6 +401,35 @@ fn level_color(level: &str) -> Option<&'static str> {
         "low" => Some("32"),
         _ => None,
     }
+}
+
+/// The fields that made the rule match, but `EventID`, which has its own
+/// column.
+fn matched_fields(r: &Map<String, Json>) -> Vec<String> {
+    match r.get("matched_fields") {
+        Some(Json::Array(names)) => names
+            .iter()
+            .filter_map(|n| n.as_str())
+            .filter(|n| *n != "EventID")
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `Field=value ¦ Field=value` for the named fields of the event, each
+/// value on one line and cut at `max` characters when given (Hayabusa's
+/// "Details").
+fn details(d: &Detection, fields: &[String], max: Option<usize>) -> String {
+    let one = |f: &String| {
+        let v = one_line(&plain(&d.field(f).unwrap_or(Json::Null)));
+        let v = match max {
+            Some(n) => truncate(&v, n),
+            None => v,
+        };
+        format!("{f}={v}")
+    };
+    fields.iter().map(one).collect::<Vec<_>>().join(" ¦ ")
 }
 
 /// How much of one field's value a table line shows.
