@@ -20,9 +20,11 @@ pub fn rfc3339(ns: i64) -> String {
 }
 
 /// The event's time in nanoseconds since the Unix epoch: the reader's
-/// timestamp when it set one, else the first of [`TIME_FIELDS`] that holds
-/// an RFC 3339 time or a `YYYY-MM-DD hh:mm:ss[.f]` one (read as UTC, as
-/// Sysmon writes `UtcTime`). `None` when the event carries no time.
+/// timestamp when it set one, else the first of the time fields
+/// (`TimeCreated_SystemTime`, `@timestamp`, `timestamp`, `UtcTime`,
+/// `time`) that holds an RFC 3339 time or a `YYYY-MM-DD hh:mm:ss[.f]` one
+/// (read as UTC, as Sysmon writes `UtcTime`). `None` when the event
+/// carries no time.
 pub fn event_time(event: &Event) -> Option<i64> {
     if let Some(ts) = event.meta.timestamp_ns {
         return Some(ts);
