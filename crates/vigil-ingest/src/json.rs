@@ -160,37 +160,10 @@ fn read_json_batched<R: Read, T: Send>(
             }
         }
     };
-    if first == b'[' {
-        let mut text = Vec::new();
-        reader.read_to_end(&mut text).map_err(io_err)?;
-        return match serde_json::from_slice::<Json>(&text) {
-            Ok(Json::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    if item.is_object() {
-                        let e = with_meta(event_from_json_with(item, map), source, i as u64 + 1);
-                        on_item(Ok(convert(e)));
-                    } else {
-                        on_item(Err(IngestError {
-                            source: source.clone(),
-                            position: Position::Record(i as u64),
-                            reason: "array item is not an object".into(),
-                        }));
-                    }
-                }
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => {
-                on_item(Err(IngestError {
-                    source: source.clone(),
-                    position: Position::Line(e.line() as u64),
-                    reason: format!("invalid JSON: {e}"),
-                }));
-                Ok(())
-            }
-        };
-    }
     let lines = Lines { source, map };
+    if first == b'[' {
+        return read_array(&lines, reader, threads, batch_bytes, &convert, &mut on_item);
+    }
     let run = |b: &Batch| {
         let mut out = Vec::new();
         lines.read(b, &mut |r| out.push(r.map(&convert)));
@@ -264,6 +237,123 @@ fn read_json_batched<R: Read, T: Send>(
         drop(job_tx);
         read_error.map_or(Ok(()), Err)
     })
+}
+
+/// A JSON array of objects, read element by element: memory holds one
+/// batch of elements (their text, not a tree), whatever the file's size.
+/// Each batch is turned into events on `threads` threads, in order.
+fn read_array<R: BufRead, T: Send>(
+    lines: &Lines<'_>,
+    reader: R,
+    threads: usize,
+    batch_bytes: usize,
+    convert: &(impl Fn(Event) -> T + Sync),
+    on_item: &mut impl FnMut(Result<T, IngestError>),
+) -> Result<(), IngestError> {
+    use serde::de::{Deserializer as _, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// Hands the array's elements on in batches of about `batch_bytes`.
+    struct Elements<'a> {
+        batch_bytes: usize,
+        on_batch: &'a mut dyn FnMut(Vec<Box<RawValue>>),
+    }
+
+    impl<'de> Visitor<'de> for Elements<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let (mut batch, mut bytes) = (Vec::new(), 0);
+            while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+                bytes += item.get().len();
+                batch.push(item);
+                if bytes >= self.batch_bytes {
+                    (self.on_batch)(std::mem::take(&mut batch));
+                    bytes = 0;
+                }
+            }
+            if !batch.is_empty() {
+                (self.on_batch)(batch);
+            }
+            Ok(())
+        }
+    }
+
+    let one = |n: u64, raw: &RawValue| -> Result<T, IngestError> {
+        let text = raw.get().as_bytes();
+        if !text.starts_with(b"{") {
+            return Err(IngestError {
+                source: lines.source.clone(),
+                position: Position::Record(n),
+                reason: "array item is not an object".into(),
+            });
+        }
+        match lines.event(text) {
+            Ok(e) => Ok(convert(with_meta(e, lines.source, n))),
+            Err(e) => Err(IngestError {
+                source: lines.source.clone(),
+                position: Position::Record(n),
+                reason: format!("invalid JSON: {e}"),
+            }),
+        }
+    };
+    let mut next = 1u64;
+    let mut on_batch = |batch: Vec<Box<RawValue>>| {
+        let first = next;
+        next += batch.len() as u64;
+        let per_thread = batch.len().div_ceil(threads.max(1)).max(1);
+        let results: Vec<Vec<Result<T, IngestError>>> = if threads <= 1 || batch.len() < 2 {
+            vec![(0..)
+                .zip(&batch)
+                .map(|(i, raw)| one(first + i, raw))
+                .collect()]
+        } else {
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = batch
+                    .chunks(per_thread)
+                    .enumerate()
+                    .map(|(k, part)| {
+                        let base = first + (k * per_thread) as u64;
+                        let one = &one;
+                        scope.spawn(move || {
+                            (0..).zip(part).map(|(i, raw)| one(base + i, raw)).collect()
+                        })
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        results.into_iter().flatten().for_each(&mut *on_item);
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let elements = Elements {
+        batch_bytes,
+        on_batch: &mut on_batch,
+    };
+    if let Err(e) = de.deserialize_seq(elements).and_then(|()| de.end()) {
+        if e.is_io() {
+            return Err(IngestError {
+                source: lines.source.clone(),
+                position: Position::Source,
+                reason: e.to_string(),
+            });
+        }
+        // Elements before the damage have been handed on; what follows it
+        // cannot be told apart.
+        on_item(Err(IngestError {
+            source: lines.source.clone(),
+            position: Position::Line(e.line() as u64),
+            reason: format!("invalid JSON: {e}"),
+        }));
+    }
+    Ok(())
 }
 
 /// Turns the lines of a batch into events.
@@ -566,6 +656,50 @@ mod tests {
             let reference = outcomes(input.as_bytes(), 1, usize::MAX / 128);
             proptest::prop_assert_eq!(outcomes(input.as_bytes(), threads, batch_bytes), reference);
         }
+    }
+
+    /// A JSON array is read element by element, in batches on several
+    /// threads, with the same results as in one piece; a truncated array
+    /// keeps the elements before the damage.
+    #[test]
+    fn arrays_stream_in_batches() {
+        let mut input = String::from("[\n");
+        for i in 0..500 {
+            if i > 0 {
+                input.push_str(",\n");
+            }
+            match i % 5 {
+                0 => input.push('3'),
+                1 => input.push_str(&format!(
+                    "{{\"Event\": {{\"System\": {{\"EventID\": {i}}}}}}}"
+                )),
+                _ => input.push_str(&format!("{{\n  \"n\": {i},\n  \"o\": {{\"a\": [1]}}\n}}")),
+            }
+        }
+        input.push_str("\n]\n");
+        let reference = outcomes(input.as_bytes(), 1, usize::MAX / 128);
+        assert_eq!(reference.len(), 500);
+        assert_eq!(
+            reference.iter().filter(|r| r.starts_with("error")).count(),
+            100
+        );
+        assert!(
+            reference[0].contains("t: record 1: array item is not an object"),
+            "{}",
+            reference[0]
+        );
+        assert!(reference[2].starts_with("Some(3) "), "{}", reference[2]);
+        for (threads, batch) in [(1, 64), (2, 64), (3, 1000), (2, 1)] {
+            assert_eq!(outcomes(input.as_bytes(), threads, batch), reference);
+        }
+        let cut = &input.as_bytes()[..input.len() / 2];
+        let got = outcomes(cut, 2, 64);
+        assert!(
+            got.last().unwrap().starts_with("error t:"),
+            "{:?}",
+            got.last()
+        );
+        assert_eq!(&got[..got.len() - 1], &reference[..got.len() - 1]);
     }
 
     #[test]
