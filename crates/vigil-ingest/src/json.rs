@@ -16,6 +16,7 @@ use std::sync::Arc;
 use vigil_event::Event;
 
 mod batches;
+mod pipeline;
 use batches::{Batch, Batches};
 
 /// Turns one JSON document into an event with the shipped field mappings
@@ -164,196 +165,235 @@ fn read_json_batched<R: Read, T: Send>(
     if first == b'[' {
         return read_array(&lines, reader, threads, batch_bytes, &convert, &mut on_item);
     }
-    let run = |b: &Batch| {
-        let mut out = Vec::new();
-        lines.read(b, &mut |r| out.push(r.map(&convert)));
-        out
-    };
     let mut batches = Batches::new(reader, batch_bytes);
-    let Some(first) = batches.next().map_err(io_err)? else {
-        return Ok(());
-    };
-    if threads <= 1 || batches.done() {
-        // One thread, or all of it in one batch: no threads to start.
-        let mut next = Some(first);
-        while let Some(b) = next {
-            run(&b).into_iter().for_each(&mut on_item);
-            next = batches.next().map_err(io_err)?;
-        }
-        return Ok(());
-    }
-    // This thread reads batches and hands results on in input order;
-    // `threads` workers parse and convert. At most two batches per
-    // worker are in flight, so memory stays bounded and reading,
-    // parsing and handing on overlap.
-    let in_flight_max = threads * 2;
-    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(in_flight_max);
-    let job_rx = std::sync::Mutex::new(job_rx);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<Result<T, IngestError>>)>();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let done_tx = done_tx.clone();
-            let (job_rx, run) = (&job_rx, &run);
-            scope.spawn(move || loop {
-                let job = job_rx
-                    .lock()
-                    .map_err(|_| ())
-                    .and_then(|rx| rx.recv().map_err(|_| ()));
-                let Ok((seq, batch)) = job else { return };
-                if done_tx.send((seq, run(&batch))).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(done_tx);
-        let mut waiting = std::collections::BTreeMap::new();
-        let (mut sent, mut handed_on) = (0u64, 0u64);
-        let mut next = Some(first);
-        let mut read_error = None;
-        loop {
-            while sent - handed_on < in_flight_max as u64 {
-                let Some(batch) = next.take() else { break };
-                if job_tx.send((sent, batch)).is_err() {
-                    break;
-                }
-                sent += 1;
-                match batches.next() {
-                    Ok(b) => next = b,
-                    Err(e) => read_error = Some(io_err(e)),
-                }
-            }
-            if handed_on == sent {
-                break;
-            }
-            let Ok((seq, out)) = done_rx.recv() else {
-                break;
-            };
-            waiting.insert(seq, out);
-            while let Some(out) = waiting.remove(&handed_on) {
-                out.into_iter().for_each(&mut on_item);
-                handed_on += 1;
-            }
-        }
-        drop(job_tx);
-        read_error.map_or(Ok(()), Err)
-    })
+    pipeline::in_order(
+        threads,
+        || batches.next().map_err(io_err),
+        |b: Batch| {
+            let mut out = Vec::new();
+            lines.read(&b, &mut |r| out.push(r.map(&convert)));
+            out
+        },
+        |out| out.into_iter().for_each(&mut on_item),
+    )
 }
 
-/// A JSON array of objects, read element by element: memory holds one
-/// batch of elements (their text, not a tree), whatever the file's size.
-/// Each batch is turned into events on `threads` threads, in order.
+/// A JSON array of objects, read element by element: memory holds a few
+/// batches of elements' text (no tree), whatever the file's size, and
+/// batches are turned into events on `threads` threads, handed on in
+/// order. [`ElementSplitter`] cuts the array, following only strings and
+/// nesting; each element is then parsed on its own, so a damaged one is
+/// reported and the rest read.
 fn read_array<R: BufRead, T: Send>(
     lines: &Lines<'_>,
-    reader: R,
+    mut reader: R,
     threads: usize,
     batch_bytes: usize,
     convert: &(impl Fn(Event) -> T + Sync),
     on_item: &mut impl FnMut(Result<T, IngestError>),
 ) -> Result<(), IngestError> {
-    use serde::de::{Deserializer as _, SeqAccess, Visitor};
-    use serde_json::value::RawValue;
-
-    /// Hands the array's elements on in batches of about `batch_bytes`.
-    struct Elements<'a> {
-        batch_bytes: usize,
-        on_batch: &'a mut dyn FnMut(Vec<Box<RawValue>>),
-    }
-
-    impl<'de> Visitor<'de> for Elements<'_> {
-        type Value = ();
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an array of objects")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let (mut batch, mut bytes) = (Vec::new(), 0);
-            while let Some(item) = seq.next_element::<Box<RawValue>>()? {
-                bytes += item.get().len();
-                batch.push(item);
-                if bytes >= self.batch_bytes {
-                    (self.on_batch)(std::mem::take(&mut batch));
-                    bytes = 0;
-                }
-            }
-            if !batch.is_empty() {
-                (self.on_batch)(batch);
-            }
-            Ok(())
-        }
-    }
-
-    let one = |n: u64, raw: &RawValue| -> Result<T, IngestError> {
-        let text = raw.get().as_bytes();
+    // The `[` the caller peeked at.
+    reader.consume(1);
+    let mut elements = Elements {
+        reader,
+        batch_bytes,
+        source: lines.source.clone(),
+        buf: Vec::new(),
+        split: ElementSplitter::default(),
+        next: 1,
+        eof: false,
+        done: false,
+        queued: None,
+    };
+    let one = |n: u64, text: &[u8]| -> Result<T, IngestError> {
+        let error = |reason: String| IngestError {
+            source: lines.source.clone(),
+            position: Position::Record(n),
+            reason,
+        };
         if !text.starts_with(b"{") {
-            return Err(IngestError {
-                source: lines.source.clone(),
-                position: Position::Record(n),
-                reason: "array item is not an object".into(),
-            });
+            return Err(error("array item is not an object".into()));
         }
         match lines.event(text) {
             Ok(e) => Ok(convert(with_meta(e, lines.source, n))),
-            Err(e) => Err(IngestError {
-                source: lines.source.clone(),
-                position: Position::Record(n),
-                reason: format!("invalid JSON: {e}"),
-            }),
+            Err(e) => Err(error(format!("invalid JSON: {e}"))),
         }
     };
-    let mut next = 1u64;
-    let mut on_batch = |batch: Vec<Box<RawValue>>| {
-        let first = next;
-        next += batch.len() as u64;
-        let per_thread = batch.len().div_ceil(threads.max(1)).max(1);
-        let results: Vec<Vec<Result<T, IngestError>>> = if threads <= 1 || batch.len() < 2 {
-            vec![(0..)
-                .zip(&batch)
-                .map(|(i, raw)| one(first + i, raw))
-                .collect()]
-        } else {
-            std::thread::scope(|scope| {
-                let parts: Vec<_> = batch
-                    .chunks(per_thread)
-                    .enumerate()
-                    .map(|(k, part)| {
-                        let base = first + (k * per_thread) as u64;
-                        let one = &one;
-                        scope.spawn(move || {
-                            (0..).zip(part).map(|(i, raw)| one(base + i, raw)).collect()
-                        })
-                    })
-                    .collect();
-                parts
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
-        };
-        results.into_iter().flatten().for_each(&mut *on_item);
-    };
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let elements = Elements {
-        batch_bytes,
-        on_batch: &mut on_batch,
-    };
-    if let Err(e) = de.deserialize_seq(elements).and_then(|()| de.end()) {
-        if e.is_io() {
-            return Err(IngestError {
-                source: lines.source.clone(),
-                position: Position::Source,
-                reason: e.to_string(),
-            });
+    pipeline::in_order(
+        threads,
+        || elements.next(),
+        |job: ArrayJob| match job {
+            ArrayJob::Items { first, texts } => {
+                (first..).zip(&texts).map(|(n, t)| one(n, t)).collect()
+            }
+            ArrayJob::Error(e) => vec![Err(e)],
+        },
+        |out: Vec<Result<T, IngestError>>| out.into_iter().for_each(&mut *on_item),
+    )
+}
+
+/// What [`Elements`] hands out.
+enum ArrayJob {
+    /// Elements' text, the first numbered `first` (from 1).
+    Items { first: u64, texts: Vec<Vec<u8>> },
+    /// The array ends badly (not closed, or text after it).
+    Error(IngestError),
+}
+
+/// The elements of a JSON array, read from `reader` in batches of about
+/// `batch_bytes`.
+struct Elements<R> {
+    reader: R,
+    batch_bytes: usize,
+    source: Arc<str>,
+    buf: Vec<u8>,
+    split: ElementSplitter,
+    /// The number of the next element.
+    next: u64,
+    eof: bool,
+    /// Nothing more to hand out (but `queued`).
+    done: bool,
+    /// An error to hand out after the batch before it.
+    queued: Option<IngestError>,
+}
+
+impl<R: BufRead> Elements<R> {
+    /// Reads until the buffer holds `want` bytes or the input ends.
+    fn fill(&mut self, want: usize) -> Result<(), IngestError> {
+        if !self.eof {
+            self.eof =
+                batches::fill(&mut self.reader, &mut self.buf, want).map_err(|e| IngestError {
+                    source: self.source.clone(),
+                    position: Position::Source,
+                    reason: e.to_string(),
+                })?;
         }
-        // Elements before the damage have been handed on; what follows it
-        // cannot be told apart.
-        on_item(Err(IngestError {
-            source: lines.source.clone(),
-            position: Position::Line(e.line() as u64),
-            reason: format!("invalid JSON: {e}"),
-        }));
+        Ok(())
     }
-    Ok(())
+
+    fn next(&mut self) -> Result<Option<ArrayJob>, IngestError> {
+        if let Some(e) = self.queued.take() {
+            return Ok(Some(ArrayJob::Error(e)));
+        }
+        while !self.done {
+            self.fill(self.batch_bytes)?;
+            let (ranges, consumed) = self.split.elements(&self.buf);
+            if ranges.is_empty() && !self.eof && !self.split.closed {
+                // One element longer than what is buffered: read on.
+                self.fill(self.buf.len() * 2)?;
+                continue;
+            }
+            let first = self.next;
+            self.next += ranges.len() as u64;
+            let texts: Vec<Vec<u8>> = ranges.into_iter().map(|r| self.buf[r].to_vec()).collect();
+            self.buf.drain(..consumed);
+            self.split.shift(consumed);
+            let error = |reason: &str| IngestError {
+                source: self.source.clone(),
+                position: Position::Record(self.next),
+                reason: reason.into(),
+            };
+            let end = if self.split.closed {
+                self.done = true;
+                self.buf
+                    .iter()
+                    .any(|b| !b.is_ascii_whitespace())
+                    .then(|| error("text after the end of the array"))
+            } else if self.eof {
+                self.done = true;
+                Some(error(
+                    "invalid JSON: the array is not closed before the end of input",
+                ))
+            } else {
+                None
+            };
+            if texts.is_empty() {
+                if let Some(e) = end {
+                    return Ok(Some(ArrayJob::Error(e)));
+                }
+                continue;
+            }
+            self.queued = end;
+            return Ok(Some(ArrayJob::Items { first, texts }));
+        }
+        Ok(None)
+    }
+}
+
+/// Finds the elements of a JSON array (after its `[`) in text that
+/// arrives piece by piece: it follows strings, escapes and nesting, and
+/// nothing else (each element is parsed later, on its own).
+#[derive(Debug, Default)]
+struct ElementSplitter {
+    /// Where scanning resumes in the buffer.
+    pos: usize,
+    /// Where the element being scanned starts (`None`: between elements).
+    start: Option<usize>,
+    /// Open `[` and `{` inside the element.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// The array's closing `]` was seen.
+    closed: bool,
+}
+
+impl ElementSplitter {
+    /// The elements complete in `buf` from where the last call stopped,
+    /// as ranges, and how much of `buf` they (and the separators) used.
+    fn elements(&mut self, buf: &[u8]) -> (Vec<std::ops::Range<usize>>, usize) {
+        let mut out = Vec::new();
+        let mut consumed = self.start.unwrap_or(self.pos).min(self.pos);
+        let mut i = self.pos;
+        while i < buf.len() && !self.closed {
+            let b = buf[i];
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+            } else if self.start.is_none() {
+                if b == b']' {
+                    self.closed = true;
+                    consumed = i + 1;
+                } else if !b.is_ascii_whitespace() && b != b',' {
+                    self.start = Some(i);
+                    continue;
+                } else {
+                    consumed = i + 1;
+                }
+            } else {
+                match b {
+                    b'"' => self.in_string = true,
+                    b'[' | b'{' => self.depth += 1,
+                    b']' | b'}' if self.depth > 0 => self.depth -= 1,
+                    b',' | b']' if self.depth == 0 => {
+                        let start = self.start.take().unwrap_or(i);
+                        let end = start + buf[start..i].trim_ascii_end().len();
+                        out.push(start..end);
+                        consumed = i + 1;
+                        if b == b']' {
+                            self.closed = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        self.pos = i;
+        (out, consumed)
+    }
+
+    /// The buffer lost its first `n` bytes.
+    fn shift(&mut self, n: usize) {
+        self.pos -= n;
+        if let Some(s) = self.start.as_mut() {
+            *s -= n;
+        }
+    }
 }
 
 /// Turns the lines of a batch into events.
@@ -700,6 +740,52 @@ mod tests {
             got.last()
         );
         assert_eq!(&got[..got.len() - 1], &reference[..got.len() - 1]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The element splitter against serde_json: strings holding
+        /// brackets, commas, quotes and backslashes, nesting, any
+        /// whitespace, any batch size.
+        #[test]
+        fn array_elements_split_as_serde_json_parses_them(
+            elements in proptest::collection::vec(
+                (proptest::collection::vec(0u8..9, 0..12), 0u8..3),
+                0..20,
+            ),
+            pad in 0usize..3,
+            threads in 1usize..3,
+            batch_bytes in 1usize..64,
+        ) {
+            let pieces = ["a", ",", "]", "}", "{", "[", "\\\"", "\\\\", " "];
+            let ws = ["", " ", "\n  "][pad];
+            let mut input = format!("{ws}[{ws}");
+            for (i, (chars, shape)) in elements.iter().enumerate() {
+                if i > 0 {
+                    input.push_str(&format!("{ws},{ws}"));
+                }
+                let text: String = chars.iter().map(|&c| pieces[c as usize]).collect();
+                match shape {
+                    0 => input.push_str(&format!("{{\"s\":{ws}\"{text}\", \"n\": [1, {{\"x\": \"]\"}}]}}")),
+                    1 => input.push_str(&format!("[\"{text}\"]")),
+                    _ => input.push_str(&format!("\"{text}\"")),
+                }
+            }
+            input.push_str(&format!("{ws}]{ws}"));
+            let parsed: Json = serde_json::from_str(&input).unwrap();
+            let expected: Vec<String> = (1..)
+                .zip(parsed.as_array().unwrap())
+                .map(|(n, item)| match item {
+                    Json::Object(_) => {
+                        let e = event_from_json_bytes_with(item.to_string().as_bytes(), FieldMap::builtin()).unwrap();
+                        format!("Some({n}) {:?}", e.fields().collect::<Vec<_>>())
+                    }
+                    _ => format!("error t: record {n}: array item is not an object"),
+                })
+                .collect();
+            proptest::prop_assert_eq!(outcomes(input.as_bytes(), threads, batch_bytes), expected);
+        }
     }
 
     #[test]

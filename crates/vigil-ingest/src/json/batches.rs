@@ -37,22 +37,9 @@ impl<R: BufRead> Batches<R> {
         }
     }
 
-    /// Whether the input has been read to its end and handed out.
-    pub fn done(&self) -> bool {
-        self.eof && self.buf.is_empty() && self.error.is_none()
-    }
-
-    /// Reads until the buffer holds `want` bytes or the input ends.
     fn fill(&mut self, want: usize) -> std::io::Result<()> {
-        while !self.eof && self.buf.len() < want {
-            let got = self.reader.fill_buf()?;
-            if got.is_empty() {
-                self.eof = true;
-                break;
-            }
-            let n = got.len();
-            self.buf.extend_from_slice(got);
-            self.reader.consume(n);
+        if !self.eof {
+            self.eof = fill(&mut self.reader, &mut self.buf, want)?;
         }
         Ok(())
     }
@@ -107,4 +94,23 @@ impl<R: BufRead> Batches<R> {
             }));
         }
     }
+}
+
+/// Reads from `reader` onto `buf` until it holds `want` bytes or the input
+/// ends; `true` when it ended.
+pub(super) fn fill(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> std::io::Result<bool> {
+    while buf.len() < want {
+        let got = reader.fill_buf()?;
+        if got.is_empty() {
+            return Ok(true);
+        }
+        let n = got.len();
+        buf.extend_from_slice(got);
+        reader.consume(n);
+    }
+    Ok(false)
 }
