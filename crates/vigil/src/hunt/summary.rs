@@ -92,7 +92,8 @@ pub struct Summary {
     pub repeats: Option<u64>,
     detections: u64,
     by_level: BTreeMap<Option<Level>, u64>,
-    by_rule: HashMap<String, u64>,
+    /// Per rule title: detections and the rule's level.
+    by_rule: HashMap<String, (u64, Option<Level>)>,
     by_computer: HashMap<String, u64>,
     tactics: BTreeSet<String>,
     input_errors: Vec<IngestError>,
@@ -176,17 +177,20 @@ impl Summary {
     ) {
         self.detections += 1;
         *self.by_level.entry(level).or_default() += 1;
-        for (map, key) in [
-            (&mut self.by_rule, title),
-            (&mut self.by_computer, computer),
-        ] {
-            if let Some(key) = key {
-                // Keys repeat: look up before allocating one.
-                match map.get_mut(key) {
-                    Some(n) => *n += 1,
-                    None => {
-                        map.insert(key.to_string(), 1);
-                    }
+        // Keys repeat: look up before allocating one.
+        if let Some(title) = title {
+            match self.by_rule.get_mut(title) {
+                Some((n, _)) => *n += 1,
+                None => {
+                    self.by_rule.insert(title.to_string(), (1, level));
+                }
+            }
+        }
+        if let Some(computer) = computer {
+            match self.by_computer.get_mut(computer) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_computer.insert(computer.to_string(), 1);
                 }
             }
         }
@@ -319,7 +323,17 @@ impl Summary {
                 .collect::<Vec<_>>()
         };
         if !self.by_rule.is_empty() {
-            let _ = writeln!(s, "top rules:\n{}", top(&self.by_rule).join("\n"));
+            // The most severe first, then the most frequent: a critical
+            // rule that fired once matters more than a noisy low one.
+            let mut rules: Vec<_> = self.by_rule.iter().collect();
+            rules.sort_by(|(ta, (na, la)), (tb, (nb, lb))| {
+                lb.cmp(la).then(nb.cmp(na)).then(ta.cmp(tb))
+            });
+            let _ = writeln!(s, "top rules, most severe first:");
+            for (title, (n, level)) in rules.into_iter().take(10) {
+                let level = level.map_or("-", |l| l.as_str());
+                let _ = writeln!(s, "  {n:>7}  {level:<13} {title}");
+            }
             let _ = writeln!(s, "top computers:\n{}", top(&self.by_computer).join("\n"));
         }
         if !self.tactics.is_empty() {
@@ -359,6 +373,28 @@ mod tests {
             0,
             Vec::new(),
         )
+    }
+
+    #[test]
+    fn top_rules_put_the_most_severe_first() {
+        let mut s = summary();
+        for _ in 0..5 {
+            s.count(Some(Level::Low), Some("Noisy"), None, std::iter::empty());
+        }
+        s.count(
+            Some(Level::Critical),
+            Some("Rare"),
+            None,
+            std::iter::empty(),
+        );
+        s.count(Some(Level::Low), Some("Quiet"), None, std::iter::empty());
+        let text = s.render();
+        assert!(
+            text.contains(
+                "top rules, most severe first:\n        1  critical      Rare\n        5  low           Noisy\n        1  low           Quiet\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
