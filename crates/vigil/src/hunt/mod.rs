@@ -240,6 +240,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         summary: Mutex::new(summary),
         events: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        active: Default::default(),
         progress: progress_bar(args.quiet, total_bytes),
     });
     let queue = Arc::new(Mutex::new(
@@ -256,7 +257,10 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
                 loop {
                     let next = queue.lock().expect("queue").pop_front();
                     let Some(input) = next else { return Ok(()) };
-                    process(&shared, &input, threads)?;
+                    shared.active.fetch_add(1, Ordering::Relaxed);
+                    let done = process(&shared, &input, threads);
+                    shared.active.fetch_sub(1, Ordering::Relaxed);
+                    done?;
                 }
             }));
         }
@@ -317,6 +321,8 @@ struct Shared {
     summary: Mutex<Summary>,
     events: AtomicU64,
     bytes: AtomicU64,
+    /// Inputs being read right now.
+    active: std::sync::atomic::AtomicUsize,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -510,11 +516,15 @@ fn process(shared: &Arc<Shared>, input: &inputs::Input, threads: usize) -> anyho
             };
             let matcher = Matcher::new(shared);
             let mut failure = None;
+            // The cores shared among the inputs being read: with as many
+            // large files as cores, each is parsed on its own thread;
+            // threads and batches in flight stay bounded by the core count.
+            let active = shared.active.load(Ordering::Relaxed).max(1);
             let result = vigil_ingest::json::read_json_par(
                 &source,
                 reader,
                 &shared.field_map,
-                threads,
+                (threads / active).max(1),
                 |event| matcher.run(event),
                 |item| shared.take(item, &mut failure),
             );
