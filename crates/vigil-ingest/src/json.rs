@@ -27,7 +27,17 @@ pub fn event_from_json(doc: &Json) -> Event {
 }
 
 /// Turns one JSON document into an event with the given field mappings.
+/// An Elasticsearch document as `elasticdump` and the search API write it
+/// (`{"_index": …, "_id": …, "_source": {…}}`) is its `_source`.
 pub fn event_from_json_with(doc: &Json, map: &FieldMap) -> Event {
+    let doc = match doc.get("_source") {
+        Some(source)
+            if source.is_object() && (doc.get("_index").is_some() || doc.get("_id").is_some()) =>
+        {
+            source
+        }
+        _ => doc,
+    };
     if doc.get("Event").and_then(|e| e.get("System")).is_some() {
         let mut e = Event::with_capacity(32);
         event_from_evtx_json(doc, &mut e);
@@ -50,7 +60,9 @@ pub fn event_from_json_bytes_with(
     map: &FieldMap,
 ) -> Result<Event, serde_json::Error> {
     let mut e = vigil_event::event_from_json_slice(bytes)?;
-    if e.fields().any(|(n, _)| n.starts_with("Event.System.")) {
+    if e.fields()
+        .any(|(n, _)| n.starts_with("Event.System.") || n.starts_with("_source."))
+    {
         let doc: Json = serde_json::from_slice(bytes)?;
         return Ok(event_from_json_with(&doc, map));
     }
@@ -592,6 +604,28 @@ mod tests {
             let bytes = event_from_json_bytes_with(doc.as_bytes(), FieldMap::builtin()).unwrap();
             assert_eq!(tree, bytes, "{doc}");
         }
+    }
+
+    /// `elasticdump` output and search hits: the event is the `_source`,
+    /// mapped like any Winlogbeat or EVTX-shaped document.
+    #[test]
+    fn elasticsearch_documents_are_their_source() {
+        let lines = concat!(
+            r#"{"_index": "winlogbeat-8", "_id": "a1", "_source": {"winlog": {"channel": "Security", "event_id": "4625", "event_data": {"TargetUserName": "bob"}}}}"#,
+            "\n",
+            r#"{"_id": "a2", "_source": {"Event": {"System": {"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational"}, "EventData": {"Image": "x.exe"}}}}"#,
+            "\n",
+            r#"{"_source": "not a wrapper", "n": 1}"#,
+            "\n",
+        );
+        let (ok, bad) = read(lines.as_bytes());
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(ok[0].get_str("Channel"), Some("Security"));
+        assert_eq!(ok[0].get_str("TargetUserName"), Some("bob"));
+        assert_eq!(ok[0].get("EventID"), Some(&vigil_event::Value::Int(4625)));
+        assert_eq!(ok[1].get_str("Image"), Some("x.exe"));
+        assert_eq!(ok[1].meta.product.as_deref(), Some("windows"));
+        assert_eq!(ok[2].get_str("_source"), Some("not a wrapper"));
     }
 
     #[test]
