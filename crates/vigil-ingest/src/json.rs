@@ -71,18 +71,20 @@ pub fn event_from_json_bytes_with(
 }
 
 /// Opens `reader`, transparently gunzipping when it starts with the gzip
-/// magic bytes.
+/// magic bytes, and giving UTF-8 when the text starts with a byte-order
+/// mark (UTF-8's is skipped, UTF-16 is transcoded).
 pub fn maybe_gunzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
     let mut buf = BufReader::with_capacity(1 << 16, reader);
     let head = buf.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(
+    let plain: Box<dyn BufRead + 'a> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(
             1 << 16,
             flate2::bufread::MultiGzDecoder::new(buf),
-        )))
+        ))
     } else {
-        Ok(Box::new(buf))
-    }
+        Box::new(buf)
+    };
+    crate::text::utf8_reader(plain)
 }
 
 /// Reads JSON events from `reader`: NDJSON when the first non-blank byte
@@ -580,6 +582,27 @@ mod tests {
                 })
                 .collect();
             proptest::prop_assert_eq!(outcomes(input.as_bytes(), threads, batch_bytes), expected);
+        }
+    }
+
+    /// What Windows tools write: a UTF-8 byte-order mark, or UTF-16
+    /// (Windows PowerShell's `Out-File`), gzip-compressed or not.
+    #[test]
+    fn byte_order_marks_and_utf16_are_read() {
+        use std::io::Write;
+        let text = "{\"a\": \"é\"}\n{\"a\": 2}\n";
+        let mut utf16 = vec![0xFF, 0xFE];
+        for u in text.encode_utf16() {
+            utf16.extend_from_slice(&u.to_le_bytes());
+        }
+        let mut bom8 = vec![0xEF, 0xBB, 0xBF];
+        bom8.extend_from_slice(text.as_bytes());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&utf16).unwrap();
+        for input in [utf16.clone(), bom8, enc.finish().unwrap()] {
+            let (ok, bad) = read(&input);
+            assert_eq!((ok.len(), bad.len()), (2, 0), "{bad:?}");
+            assert_eq!(ok[0].get_str("a"), Some("é"));
         }
     }
 

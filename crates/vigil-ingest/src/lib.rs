@@ -14,6 +14,7 @@ pub mod evtx_json;
 pub mod fieldmap;
 pub mod json;
 pub mod syslog;
+mod text;
 pub mod time;
 pub mod winlog;
 
