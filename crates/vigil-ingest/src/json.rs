@@ -215,7 +215,7 @@ impl Lines<'_> {
                 if raw.first() != Some(&b'{') {
                     buf.extend_from_slice(raw);
                     if let Ok(e) = self.event(buf) {
-                        on_item(Ok(with_meta(e, self.source, *start)));
+                        self.hand_on(e, buf, *start, on_item);
                         pending = None;
                     }
                     continue;
@@ -242,7 +242,7 @@ impl Lines<'_> {
                 continue;
             }
             match self.event(t) {
-                Ok(e) => on_item(Ok(with_meta(e, self.source, line_no))),
+                Ok(e) => self.hand_on(e, t, line_no, on_item),
                 Err(e) if e.is_eof() => pending = Some((line_no, raw.to_vec())),
                 Err(e) => on_item(Err(error(line_no, format!("invalid JSON: {e}")))),
             }
@@ -255,6 +255,36 @@ impl Lines<'_> {
                 "invalid JSON: object is not closed before the next one starts"
             };
             on_item(Err(error(start, reason.into())));
+        }
+    }
+
+    /// Hands on the event of the object `text` at `line`, or, when the
+    /// object is an Elasticsearch search response (`curl …/_search`), the
+    /// event of each of its hits, numbered from 1.
+    fn hand_on(
+        &self,
+        event: Event,
+        text: &[u8],
+        line: u64,
+        on_item: &mut dyn FnMut(Result<Event, IngestError>),
+    ) {
+        // Elasticsearch and OpenSearch write `took` first.
+        let response = event.field_at(0).is_some_and(|(n, _)| n == "took")
+            && event.fields().any(|(n, _)| n.starts_with("hits.hits."));
+        let hits = response
+            .then(|| serde_json::from_slice::<Json>(text).ok())
+            .flatten();
+        match hits.as_ref().and_then(|doc| doc["hits"]["hits"].as_array()) {
+            Some(hits) => {
+                for (n, hit) in (1..).zip(hits) {
+                    on_item(Ok(with_meta(
+                        event_from_json_with(hit, self.map),
+                        self.source,
+                        n,
+                    )));
+                }
+            }
+            None => on_item(Ok(with_meta(event, self.source, line))),
         }
     }
 
@@ -627,6 +657,26 @@ mod tests {
             let bytes = event_from_json_bytes_with(doc.as_bytes(), FieldMap::builtin()).unwrap();
             assert_eq!(tree, bytes, "{doc}");
         }
+    }
+
+    /// A search response, as `curl …/_search` saves it (pretty-printed
+    /// here): one event per hit.
+    #[test]
+    fn elasticsearch_search_responses_are_their_hits() {
+        let text = concat!(
+            "{\n  \"took\": 3,\n  \"timed_out\": false,\n  \"hits\": {\n    \"total\": {\"value\": 2},\n",
+            "    \"hits\": [\n",
+            r#"      {"_index": "w", "_id": "1", "_source": {"winlog": {"channel": "Security", "event_id": 4625}}},"#,
+            "\n",
+            r#"      {"_index": "w", "_id": "2", "_source": {"process": {"command_line": "whoami"}, "ecs": {"version": "8"}}}"#,
+            "\n    ]\n  }\n}\n",
+        );
+        let (ok, bad) = read(text.as_bytes());
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].get_str("Channel"), Some("Security"));
+        assert_eq!(ok[1].get_str("CommandLine"), Some("whoami"));
+        assert_eq!(ok[1].meta.record_id, Some(2));
     }
 
     /// `elasticdump` output and search hits: the event is the `_source`,
