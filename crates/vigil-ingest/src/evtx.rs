@@ -8,6 +8,7 @@
 use crate::{IngestError, Position};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 use vigil_event::Event;
@@ -66,12 +67,15 @@ where
     let settings = ParserSettings::new()
         .num_threads(opts.threads)
         .validate_checksums(opts.validate_checksums);
-    let file = std::fs::File::open(path).map_err(|e| IngestError {
+    let fail = |reason: String| IngestError {
         source: source.clone(),
         position: Position::Source,
-        reason: format!("cannot open: {e}"),
-    })?;
-    let mut parser = EvtxParser::from_read_seek(crate::Counted::new(file, progress))
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let (input, file_len) =
+        open_maybe_gzipped(file, progress).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let mut parser = EvtxParser::from_read_seek(input)
         .map_err(|e| IngestError {
             source: source.clone(),
             position: Position::Source,
@@ -82,7 +86,6 @@ where
     // short (a copy interrupted, a disk full) would lose its last chunks
     // without a word. The header says how many chunks there should be.
     let declared = u64::from(parser.header().chunk_count);
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let expected = HEADER_BLOCK + declared * CHUNK_SIZE;
     let truncated = (file_len < expected).then(|| IngestError {
         source: source.clone(),
@@ -171,4 +174,31 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Read and seek, as one trait object.
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// The EVTX bytes of `file` and their length: the file itself, or, when
+/// it is gzip-compressed (`.evtx.gz`), its content decompressed into an
+/// anonymous temporary file, since the EVTX reader seeks and memory must
+/// stay bounded whatever the file's size. `progress` hears of the bytes
+/// read from `file` either way.
+fn open_maybe_gzipped<'a>(
+    mut file: std::fs::File,
+    progress: impl Fn(u64) + 'a,
+) -> std::io::Result<(Box<dyn ReadSeek + 'a>, u64)> {
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
+    if n < 2 || magic != [0x1f, 0x8b] {
+        let len = file.metadata()?.len();
+        return Ok((Box::new(crate::Counted::new(file, progress)), len));
+    }
+    let mut plain = tempfile::tempfile()?;
+    let mut gz = flate2::read::MultiGzDecoder::new(crate::Counted::new(file, progress));
+    let len = std::io::copy(&mut gz, &mut plain)?;
+    plain.seek(SeekFrom::Start(0))?;
+    Ok((Box::new(plain), len))
 }

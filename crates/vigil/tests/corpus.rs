@@ -3,7 +3,7 @@
 //! when the corpus is absent; `.ci/run` sets VIGIL_REQUIRE_CORPUS so that
 //! there they must run.
 
-use crate::util::{corpus, jsonl, repo, stderr, stdout, vigil};
+use crate::util::{corpus, hunt_jsonl, jsonl, repo, stderr, stdout, vigil};
 use std::path::{Path, PathBuf};
 use vigil_event::Event;
 use vigil_sigma::{rule::parse_file, Placeholders, RuleSetBuilder, Scratch};
@@ -311,6 +311,45 @@ fn evtx_and_its_json_renderings_hunt_alike() {
             assert_eq!(a, b, "{name}");
         }
     }
+}
+
+/// A gzip-compressed EVTX file (`.evtx.gz`) hunts like the file itself.
+#[test]
+fn gzipped_evtx_hunts_like_the_file() {
+    use std::io::Write;
+    let Some(c) = corpus("gzipped_evtx_hunts_like_the_file") else {
+        return;
+    };
+    let files: Vec<PathBuf> = evtx_files(&c.join("evtx")).into_iter().take(30).collect();
+    let (plain, gz) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (i, f) in files.iter().enumerate() {
+        let bytes = std::fs::read(f).unwrap();
+        std::fs::write(plain.path().join(format!("{i}.evtx")), &bytes).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).unwrap();
+        std::fs::write(
+            gz.path().join(format!("{i}.evtx.gz")),
+            enc.finish().unwrap(),
+        )
+        .unwrap();
+    }
+    let rules = c.join("sigma/rules/windows");
+    let hunt = |dir: &Path| {
+        let mut recs: Vec<String> = hunt_jsonl(dir, &rules)
+            .into_iter()
+            .map(|mut r| {
+                let source = r["source"].as_str().unwrap().to_string();
+                let name = Path::new(&source).file_name().unwrap().to_string_lossy();
+                r["source"] = name.trim_end_matches(".gz").into();
+                r.to_string()
+            })
+            .collect();
+        recs.sort();
+        recs
+    };
+    let from_plain = hunt(plain.path());
+    assert!(from_plain.len() > 50, "{}", from_plain.len());
+    assert_eq!(hunt(gz.path()), from_plain);
 }
 
 /// Hunting a regression sample with its rule finds what the test expects.

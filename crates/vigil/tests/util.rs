@@ -1,6 +1,6 @@
 //! Test helpers: run the `vigil` binary, find the shared corpus.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `vigil` with `args`.
@@ -25,6 +25,22 @@ pub fn jsonl(o: &Output) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// `vigil hunt INPUT -r RULES -f jsonl -q`, which must succeed: its
+/// records.
+pub fn hunt_jsonl(input: &Path, rules: &Path) -> Vec<serde_json::Value> {
+    let out = vigil(&[
+        "hunt",
+        &input.to_string_lossy(),
+        "-r",
+        &rules.to_string_lossy(),
+        "-f",
+        "jsonl",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    jsonl(&out)
 }
 
 /// The repository root.
