@@ -50,8 +50,11 @@ pub fn event_from_json_with(doc: &Json, map: &FieldMap) -> Event {
 }
 
 /// Turns one JSON document, as bytes, into an event with the given field
-/// mappings, without building a JSON tree for it (the usual case); a
-/// document in the shape of an EVTX record goes the tree way.
+/// mappings, without building a JSON tree for it: an EVTX record rendered
+/// as JSON (what `evtx_dump -o jsonl` writes) through the EVTX flattener,
+/// anything else flattened by path and mapped. Only the rare shapes the
+/// bytes do not give away (an EVTX record not first in its document, an
+/// Elasticsearch `_source`) go the tree way.
 ///
 /// # Errors
 /// The bytes are not one valid JSON document.
@@ -59,6 +62,13 @@ pub fn event_from_json_bytes_with(
     bytes: &[u8],
     map: &FieldMap,
 ) -> Result<Event, serde_json::Error> {
+    if is_evtx_shaped(bytes) {
+        let mut e = Event::with_capacity(32);
+        if crate::evtx_json::flatten_evtx_json(bytes, &mut e).is_ok() {
+            e.meta.product = Some("windows".into());
+            return Ok(e);
+        }
+    }
     let mut e = vigil_event::event_from_json_slice(bytes)?;
     if e.fields()
         .any(|(n, _)| n.starts_with("Event.System.") || n.starts_with("_source."))
@@ -73,7 +83,7 @@ pub fn event_from_json_bytes_with(
 /// Opens `reader`, transparently gunzipping when it starts with the gzip
 /// magic bytes, and giving UTF-8 when the text starts with a byte-order
 /// mark (UTF-8's is skipped, UTF-16 is transcoded).
-pub fn maybe_gunzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
+pub fn utf8_text<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
     let mut buf = BufReader::with_capacity(1 << 16, reader);
     let head = buf.fill_buf()?;
     let plain: Box<dyn BufRead + 'a> = if head.starts_with(&[0x1f, 0x8b]) {
@@ -157,7 +167,7 @@ fn read_json_batched<R: Read, T: Send>(
         position: Position::Source,
         reason: e.to_string(),
     };
-    let mut reader = maybe_gunzip(reader).map_err(io_err)?;
+    let mut reader = utf8_text(reader).map_err(io_err)?;
     // Peek at the first non-blank byte.
     let first = loop {
         let buf = reader.fill_buf().map_err(io_err)?;
@@ -214,7 +224,7 @@ impl Lines<'_> {
             if let Some((start, buf)) = pending.as_mut() {
                 if raw.first() != Some(&b'{') {
                     buf.extend_from_slice(raw);
-                    if let Ok(e) = self.event(buf) {
+                    if let Ok(e) = event_from_json_bytes_with(buf, self.map) {
                         self.hand_on(e, buf, *start, on_item);
                         pending = None;
                     }
@@ -241,7 +251,7 @@ impl Lines<'_> {
                 on_item(Err(error(line_no, reason)));
                 continue;
             }
-            match self.event(t) {
+            match event_from_json_bytes_with(t, self.map) {
                 Ok(e) => self.hand_on(e, t, line_no, on_item),
                 Err(e) if e.is_eof() => pending = Some((line_no, raw.to_vec())),
                 Err(e) => on_item(Err(error(line_no, format!("invalid JSON: {e}")))),
@@ -287,25 +297,11 @@ impl Lines<'_> {
             None => on_item(Ok(with_meta(event, self.source, line))),
         }
     }
-
-    /// One JSON object to an event, without a JSON tree: an EVTX record
-    /// rendered as JSON (what `evtx_dump -o jsonl` writes) through the
-    /// EVTX flattener, anything else flattened by path and mapped.
-    fn event(&self, bytes: &[u8]) -> Result<Event, serde_json::Error> {
-        if is_evtx_shaped(bytes) {
-            let mut e = Event::with_capacity(32);
-            if crate::evtx_json::flatten_evtx_json(bytes, &mut e).is_ok() {
-                e.meta.product = Some("windows".into());
-                return Ok(e);
-            }
-        }
-        event_from_json_bytes_with(bytes, self.map)
-    }
 }
 
 /// Whether an object's first key is `Event`, holding an object with a
 /// `System` key somewhere: an EVTX record rendered as JSON. A cheap look
-/// at the bytes; [`event_from_json_bytes_with`] decides for the rest.
+/// at the bytes, before any parsing.
 fn is_evtx_shaped(bytes: &[u8]) -> bool {
     let rest = bytes.trim_ascii_start();
     let Some(rest) = rest.strip_prefix(b"{") else {

@@ -21,128 +21,19 @@ pub fn utf8_reader<'a>(
         head.extend_from_slice(&got[..n]);
         reader.consume(n);
     }
-    let (skip, little_endian) = match head.as_slice() {
-        [0xEF, 0xBB, 0xBF] => (3, None),
-        [0xFF, 0xFE, ..] => (2, Some(true)),
-        [0xFE, 0xFF, ..] => (2, Some(false)),
-        _ => (0, None),
-    };
-    let rest = std::io::Cursor::new(head.split_off(skip));
-    let reader: Box<dyn BufRead + 'a> = Box::new(rest.chain(reader));
-    let Some(little_endian) = little_endian else {
-        return Ok(reader);
-    };
+    let utf16 = matches!(head.as_slice(), [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]);
+    if !utf16 {
+        let skip = if head == [0xEF, 0xBB, 0xBF] { 3 } else { 0 };
+        let rest = std::io::Cursor::new(head.split_off(skip));
+        return Ok(Box::new(rest.chain(reader)));
+    }
+    // encoding_rs (through encoding_rs_io) reads the mark, strips it and
+    // transcodes, whatever the pieces the input arrives in.
+    let marked = std::io::Cursor::new(head).chain(reader);
     Ok(Box::new(BufReader::with_capacity(
         1 << 16,
-        Utf16 {
-            inner: reader,
-            little_endian,
-            pending: None,
-            out: Vec::new(),
-            at: 0,
-        },
+        encoding_rs_io::DecodeReaderBytes::new(marked),
     )))
-}
-
-/// Decodes UTF-16 from `inner` into UTF-8. Unpaired surrogates become
-/// U+FFFD, as an odd byte at the very end does.
-struct Utf16<R> {
-    inner: R,
-    little_endian: bool,
-    /// A high surrogate waiting for its pair.
-    pending: Option<u16>,
-    /// Decoded bytes not yet handed out, from `at`.
-    out: Vec<u8>,
-    at: usize,
-}
-
-impl<R: BufRead> Utf16<R> {
-    /// Decodes the next run of input into `out`; `false` at the end.
-    fn decode_more(&mut self) -> std::io::Result<bool> {
-        self.out.clear();
-        self.at = 0;
-        let input = self.inner.fill_buf()?;
-        if input.is_empty() {
-            if self.pending.take().is_some() {
-                self.out.extend_from_slice("\u{FFFD}".as_bytes());
-                return Ok(true);
-            }
-            return Ok(false);
-        }
-        if input.len() == 1 {
-            // One byte left over: the next read may bring its pair.
-            let b = input[0];
-            self.inner.consume(1);
-            let next = self.inner.fill_buf()?;
-            let Some(&c) = next.first() else {
-                self.out.extend_from_slice("\u{FFFD}".as_bytes());
-                return Ok(true);
-            };
-            self.inner.consume(1);
-            let unit = if self.little_endian {
-                u16::from_le_bytes([b, c])
-            } else {
-                u16::from_be_bytes([b, c])
-            };
-            self.push(unit);
-            return Ok(true);
-        }
-        let n = input.len() & !1;
-        let units: Vec<u16> = input[..n]
-            .chunks_exact(2)
-            .map(|p| {
-                if self.little_endian {
-                    u16::from_le_bytes([p[0], p[1]])
-                } else {
-                    u16::from_be_bytes([p[0], p[1]])
-                }
-            })
-            .collect();
-        self.inner.consume(n);
-        for unit in units {
-            self.push(unit);
-        }
-        Ok(true)
-    }
-
-    fn push(&mut self, unit: u16) {
-        let mut buf = [0u8; 4];
-        let pair = match self.pending.take() {
-            Some(high) if (0xDC00..0xE000).contains(&unit) => Some([high, unit]),
-            Some(_) => {
-                self.out.extend_from_slice("\u{FFFD}".as_bytes());
-                None
-            }
-            None => None,
-        };
-        let units: &[u16] = match &pair {
-            Some(p) => p,
-            None if (0xD800..0xDC00).contains(&unit) => {
-                self.pending = Some(unit);
-                return;
-            }
-            None => std::slice::from_ref(&unit),
-        };
-        for c in char::decode_utf16(units.iter().copied()) {
-            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-            self.out
-                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        }
-    }
-}
-
-impl<R: BufRead> Read for Utf16<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.out.len() {
-            if !self.decode_more()? {
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.out.len() - self.at);
-        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

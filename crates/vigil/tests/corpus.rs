@@ -96,6 +96,13 @@ fn evtx_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Every record of the corpus's EVTX files, read once for all the tests
+/// that need them.
+fn corpus_events(c: &Path) -> &'static [Event] {
+    static EVENTS: std::sync::OnceLock<Vec<Event>> = std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| read_all(&evtx_files(&c.join("evtx"))))
+}
+
 fn read_all(files: &[PathBuf]) -> Vec<Event> {
     let mut events = Vec::new();
     for f in files {
@@ -121,9 +128,9 @@ fn evtx_record_id_is_the_events_own_event_record_id() {
     let Some(c) = corpus("evtx_record_id_is_the_events_own_event_record_id") else {
         return;
     };
-    let events = read_all(&evtx_files(&c.join("evtx")));
+    let events = corpus_events(&c);
     assert!(events.len() > 8000);
-    for e in &events {
+    for e in events {
         let own = e.get("EventRecordID").and_then(|v| v.as_i64());
         assert_eq!(
             e.meta.record_id.map(|r| r as i64),
@@ -141,7 +148,7 @@ fn prefilter_never_changes_results_on_the_corpus() {
     let Some(c) = corpus("prefilter_never_changes_results_on_the_corpus") else {
         return;
     };
-    let events = read_all(&evtx_files(&c.join("evtx")));
+    let events = corpus_events(&c);
     assert!(events.len() > 8000);
     let mut builder = RuleSetBuilder::new();
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(c.join("sigma/rules"))
@@ -163,7 +170,7 @@ fn prefilter_never_changes_results_on_the_corpus() {
     let slow = builder.clone().prefilter(false).build();
     let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
     let mut total = 0;
-    for e in &events {
+    for e in events {
         let a = fast.matches(e, &mut s1).to_vec();
         let b = slow.matches(e, &mut s2).to_vec();
         assert_eq!(a, b, "record {:?} of {:?}", e.meta.record_id, e.meta.source);

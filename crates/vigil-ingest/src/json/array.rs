@@ -1,7 +1,7 @@
 //! JSON arrays of objects, read element by element (see
 //! [`super::read_json_par`]).
 
-use super::{batches, pipeline, with_meta, Lines};
+use super::{batches, event_from_json_bytes_with, pipeline, with_meta, Lines};
 use crate::{IngestError, Position};
 use std::io::BufRead;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub(super) fn read_array<R: BufRead, T: Send>(
         if !text.starts_with(b"{") {
             return Err(error("array item is not an object".into()));
         }
-        match lines.event(text) {
+        match event_from_json_bytes_with(text, lines.map) {
             Ok(e) => Ok(convert(with_meta(e, lines.source, n))),
             Err(e) => Err(error(format!("invalid JSON: {e}"))),
         }

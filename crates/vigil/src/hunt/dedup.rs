@@ -13,28 +13,38 @@ use vigil_event::{Event, Value};
 /// The detections seen so far.
 #[derive(Debug, Default)]
 pub struct Dedup {
-    seen: HashSet<(u64, u64)>,
+    seen: HashSet<(usize, Digest)>,
     /// Detections left out as repeats.
     pub repeats: u64,
 }
 
-impl Dedup {
-    /// Whether rule `rule` matching `event` is new; remembers it, and counts
-    /// it as a repeat when not.
-    pub fn first(&mut self, rule: usize, event: &Event) -> bool {
-        // Two SipHash runs with different keys: a 64-bit digest could, once
-        // in a great many detections, drop a real one as a repeat.
-        let digest = |key: u64| {
+/// A record's content, as two SipHash runs with different keys: a 64-bit
+/// digest could, once in a great many detections, drop a real one as a
+/// repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(u64, u64);
+
+impl Digest {
+    /// The digest of `event`'s fields (not its source or reader metadata).
+    pub fn of(event: &Event) -> Digest {
+        let run = |key: u64| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             key.hash(&mut h);
-            rule.hash(&mut h);
             for (name, value) in event.fields() {
                 name.hash(&mut h);
                 hash_value(value, &mut h);
             }
             h.finish()
         };
-        let new = self.seen.insert((digest(1), digest(2)));
+        Digest(run(1), run(2))
+    }
+}
+
+impl Dedup {
+    /// Whether rule `rule` matching the record of digest `record` is new;
+    /// remembers it, and counts it as a repeat when not.
+    pub fn first(&mut self, rule: usize, record: Digest) -> bool {
+        let new = self.seen.insert((rule, record));
         if !new {
             self.repeats += 1;
         }
@@ -74,10 +84,13 @@ mod tests {
     #[test]
     fn the_same_record_from_another_file_is_a_repeat() {
         let mut d = Dedup::default();
-        assert!(d.first(0, &event(1, "a.evtx")));
-        assert!(!d.first(0, &event(1, "copy/a.evtx")));
-        assert!(d.first(1, &event(1, "a.evtx")), "another rule");
-        assert!(d.first(0, &event(2, "a.evtx")), "another record");
+        assert!(d.first(0, Digest::of(&event(1, "a.evtx"))));
+        assert!(!d.first(0, Digest::of(&event(1, "copy/a.evtx"))));
+        assert!(d.first(1, Digest::of(&event(1, "a.evtx"))), "another rule");
+        assert!(
+            d.first(0, Digest::of(&event(2, "a.evtx"))),
+            "another record"
+        );
         assert_eq!(d.repeats, 1);
     }
 }

@@ -274,8 +274,9 @@ impl Shared {
         if let Some(dedup) = &self.dedup {
             // Before correlation too: a repeated record must not count
             // twice towards a threshold.
+            let record = dedup::Digest::of(&event);
             let mut dedup = dedup.lock().expect("dedup");
-            hits.retain(|hit| dedup.first(hit.rule, &event));
+            hits.retain(|hit| dedup.first(hit.rule, record));
         }
         let mut report = Vec::with_capacity(hits.len());
         {

@@ -366,11 +366,14 @@ impl Render {
                 // The picked fields, or else the fields that made the rule
                 // match: what an analyst reads first (Hayabusa's
                 // "Details").
-                let details = if self.fields.is_empty() {
-                    details(d, &matched_fields(r), Some(DETAIL_CHARS))
+                let matched;
+                let shown = if self.fields.is_empty() {
+                    matched = matched_fields(r);
+                    &matched
                 } else {
-                    details(d, &self.fields, Some(DETAIL_CHARS))
+                    &self.fields
                 };
+                let details = details(d, shown, Some(DETAIL_CHARS));
                 let level = get("level");
                 let line = table_line(
                     [
