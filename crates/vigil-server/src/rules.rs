@@ -76,9 +76,36 @@ pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<RuleError>) {
             }
         }
     }
-    files.sort();
+    sort_paths(&mut files);
     files.dedup();
     (files, errors)
+}
+
+/// Sorts paths as `Path`'s own order (component by component) does, a
+/// few times faster: comparing `Path`s splits both into components on
+/// every comparison, and a hunt sorts thousands of rule files before each
+/// run. On Unix, a path's bytes with the separator made the lowest byte
+/// order the same way for the paths a directory walk gives (no `.`, no
+/// repeated separators).
+fn sort_paths(paths: &mut [PathBuf]) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        paths.sort_by_cached_key(|p| {
+            let bytes = p.as_os_str().as_bytes();
+            let mut key: Vec<u8> = bytes
+                .iter()
+                .map(|&b| if b == b'/' { 0 } else { b })
+                .collect();
+            // A trailing separator is not a component.
+            while key.last() == Some(&0) {
+                key.pop();
+            }
+            key
+        });
+    }
+    #[cfg(not(unix))]
+    paths.sort();
 }
 
 /// The outcome of loading rule files.
@@ -94,20 +121,32 @@ pub struct Loaded {
 /// Loads all rule files under the paths.
 pub fn load_rules(paths: &[PathBuf], placeholders: &Placeholders) -> Loaded {
     let (files, mut errors) = rule_files(paths);
-    let results: Vec<(Vec<Document>, Vec<RuleError>)> = files
-        .par_iter()
-        .map(|f| load_file(f, placeholders))
-        .collect();
-    let mut docs = Vec::new();
-    for (d, e) in results {
-        docs.extend(d);
-        errors.extend(e);
-    }
+    let (docs, file_errors) = load_rule_files(&files, placeholders);
+    errors.extend(file_errors);
     Loaded {
         docs,
         errors,
         files: files.len(),
     }
+}
+
+/// Loads the rule files given, in parallel: their documents in file
+/// order, and an error per document or file that did not load.
+pub fn load_rule_files(
+    files: &[PathBuf],
+    placeholders: &Placeholders,
+) -> (Vec<Document>, Vec<RuleError>) {
+    let results: Vec<(Vec<Document>, Vec<RuleError>)> = files
+        .par_iter()
+        .map(|f| load_file(f, placeholders))
+        .collect();
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for (d, e) in results {
+        docs.extend(d);
+        errors.extend(e);
+    }
+    (docs, errors)
 }
 
 /// Loads one rule file.
@@ -125,5 +164,34 @@ pub fn load_file(f: &Path, placeholders: &Placeholders) -> (Vec<Document>, Vec<R
             Vec::new(),
             vec![RuleError::new(0, None, e.to_string()).with_path(Some(path))],
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_files_sort_as_paths_do() {
+        let names = [
+            "r/a/b.yml",
+            "r/a-b/c.yml",
+            "r/a.b.yml",
+            "r/a/b/c.yml",
+            "r/ab.yml",
+            "r/a b/x.yml",
+            "r/a/",
+            "r/a",
+            "r/A/z.yml",
+            "r/a/\u{e9}.yml",
+            "r/a/e.yml",
+            "r/!/x.yml",
+            "r/a!/x.yml",
+        ];
+        let mut ours: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
+        let mut std_order = ours.clone();
+        sort_paths(&mut ours);
+        std_order.sort();
+        assert_eq!(ours, std_order);
     }
 }

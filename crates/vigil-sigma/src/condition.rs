@@ -9,7 +9,7 @@
 use crate::glob::{self, StrMatcher};
 
 /// A parsed condition over selection indices.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cond {
     /// Selection `i` matches.
     Sel(usize),
@@ -43,6 +43,17 @@ impl Cond {
                 false
             }
             Cond::Not(c) => !c.eval(sel),
+        }
+    }
+
+    /// Whether every selection it names is below `n`.
+    pub(crate) fn selections_below(&self, n: usize) -> bool {
+        match self {
+            Cond::Sel(i) => *i < n,
+            Cond::And(cs) | Cond::Or(cs) | Cond::AtLeast(_, cs) => {
+                cs.iter().all(|c| c.selections_below(n))
+            }
+            Cond::Not(c) => c.selections_below(n),
         }
     }
 

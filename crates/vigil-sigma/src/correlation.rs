@@ -38,7 +38,7 @@ use std::sync::Arc;
 use vigil_event::Event;
 
 /// The correlation types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CorrelationType {
     /// Count of events.
     EventCount,
@@ -92,7 +92,7 @@ impl CorrelationType {
 }
 
 /// A numeric condition: every bound must hold (`gt: 100, lte: 200`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bounds {
     /// `gt`
     pub gt: Option<f64>,
@@ -125,7 +125,7 @@ impl Bounds {
 }
 
 /// A parsed correlation rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Correlation {
     /// `title`
     pub title: String,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 ///
 /// Displays as `path:line: field: reason`, for example
 /// `rules/x.yml:12: detection.sel.Image|endwith: unknown modifier 'endwith'`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleError {
     /// The file, if the rule came from one.
     pub path: Option<Arc<str>>,

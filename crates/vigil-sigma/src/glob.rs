@@ -75,13 +75,14 @@ pub fn render(toks: &[Tok]) -> String {
 }
 
 /// A piece of a glob segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Piece {
     Text(String),
     AnyChar,
 }
 
-/// A substring searcher built on first use.
+/// A substring searcher built on first use (kept in a snapshot as its
+/// needle alone).
 ///
 /// Building a `memmem::Finder` costs about a microsecond; a rule set holds
 /// thousands of them and an event reaches only the few its prefilter lets
@@ -114,8 +115,20 @@ impl LazyFinder {
     }
 }
 
+impl serde::Serialize for LazyFinder {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.needle)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LazyFinder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(LazyFinder::new)
+    }
+}
+
 /// A run of literal text and `?` between two `*` of a glob.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Segment {
     pieces: Vec<Piece>,
     /// Finder for the leading text, to skip to candidate positions.
@@ -177,7 +190,7 @@ impl Segment {
 }
 
 /// A compiled matcher for one Sigma string.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum StrMatcher {
     /// The whole text equals this.
     Exact(String),

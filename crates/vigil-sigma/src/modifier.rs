@@ -152,7 +152,7 @@ pub enum RawValue {
 }
 
 /// What a value list compiles to for one field.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CompiledValues {
     /// The patterns; the item matches when any matches (or, with `all`,
     /// when every written value has a matching pattern).
@@ -252,17 +252,19 @@ pub fn compile_values(
         for v in values {
             let text = text_of(v, "re")?;
             let pcre = ascii_classes(text);
-            let mut builder = regex::RegexBuilder::new(&pcre);
-            builder
-                .case_insensitive(has(ReI))
-                .multi_line(has(ReM))
-                .dot_matches_new_line(has(ReS))
-                // Rules are untrusted input: bound the compiled size so a
-                // hostile pattern cannot exhaust memory. The regex crate
-                // matches in linear time, so there is no ReDoS.
-                .size_limit(32 << 20);
-            let re = builder
-                .build()
+            // The flags go inline, so that the pattern's text says it all
+            // and a rule-set snapshot can rebuild it from that alone.
+            let flags: String = [(ReI, 'i'), (ReM, 'm'), (ReS, 's')]
+                .into_iter()
+                .filter(|(m, _)| has(*m))
+                .map(|(_, c)| c)
+                .collect();
+            let source = if flags.is_empty() {
+                pcre.clone()
+            } else {
+                format!("(?{flags}){pcre}")
+            };
+            let re = build_regex(&source)
                 .map_err(|e| format!("invalid regular expression '{text}': {e}"))?;
             let literals = regex_literals(&pcre, has(ReI), has(ReM), has(ReS));
             patterns.push(Pattern::Regex(re, literals));
@@ -552,8 +554,18 @@ fn plain_number(text: &str) -> Option<f64> {
     text.parse::<f64>().ok()
 }
 
+/// Compiles a rule's regular expression (flags inline).
+pub(crate) fn build_regex(source: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(source)
+        // Rules are untrusted input: bound the compiled size so a hostile
+        // pattern cannot exhaust memory. The regex crate matches in linear
+        // time, so there is no ReDoS.
+        .size_limit(32 << 20)
+        .build()
+}
+
 /// How a field reference compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Shape {
     /// Equal.
     Exact,

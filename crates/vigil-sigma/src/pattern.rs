@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use vigil_event::Value;
 
 /// A numeric comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CmpOp {
     /// `<`
     Lt,
@@ -19,7 +19,7 @@ pub enum CmpOp {
 }
 
 /// A component of a timestamp, for the time modifiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TimePart {
     /// 0–59
     Minute,
@@ -50,7 +50,7 @@ impl TimePart {
 }
 
 /// A string pattern: a wildcard matcher, case-insensitive unless `cased`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StrPattern {
     /// The matcher; its literals are lowercase unless `cased`.
     pub matcher: StrMatcher,
@@ -73,7 +73,7 @@ impl StrPattern {
 }
 
 /// What one value of a field item compiles to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Pattern {
     /// A Sigma string (with wildcards).
     Str(StrPattern),
@@ -83,7 +83,10 @@ pub enum Pattern {
     Exists(bool),
     /// `re`, with the literals one of which every match must contain
     /// (lowercase; for the prefilter), when they could be worked out.
-    Regex(regex::Regex, Option<Vec<String>>),
+    Regex(
+        #[serde(with = "crate::ruleset::snapshot::regex_text")] regex::Regex,
+        Option<Vec<String>>,
+    ),
     /// `lt`/`lte`/`gt`/`gte`
     Cmp(CmpOp, f64),
     /// A time component equals the value.

@@ -8,7 +8,9 @@ use crate::yaml::{self, Node, NodeKind};
 use std::sync::Arc;
 
 /// A rule's severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Level {
     /// `informational`
     Informational,
@@ -48,7 +50,7 @@ impl Level {
 }
 
 /// A rule's `logsource`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogSource {
     /// `product`
     pub product: Option<String>,
@@ -75,7 +77,7 @@ impl std::fmt::Display for LogSource {
 
 /// One field item of a selection: `Image|endswith: [...]`, or a keyword
 /// item when `field` is `None`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Item {
     /// Index into [`Detection::fields`]; `None` for keywords.
     pub field: Option<usize>,
@@ -83,13 +85,13 @@ pub(crate) struct Item {
 }
 
 /// A named selection: an OR of AND-groups of items.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Selection {
     pub groups: Vec<Vec<Item>>,
 }
 
 /// A rule's detection: selections, the fields they name, and the condition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Detection {
     pub names: Vec<String>,
     pub selections: Vec<Selection>,
@@ -143,7 +145,7 @@ impl Detection {
 }
 
 /// A parsed, validated Sigma detection rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     /// `title`
     pub title: String,

@@ -17,6 +17,9 @@
 //! provably cannot match (tested against full evaluation).
 
 use crate::bucket::{build_automata, cond_trigger, Atom, Bucket, BucketPlan};
+pub use snapshot::{RuleSetSnapshot, SnapshotError, SNAPSHOT_FORMAT};
+
+pub(crate) mod snapshot;
 pub use crate::eval::Scratch;
 use crate::eval::{eval_detection, eval_item, eval_selection, SlotState, View};
 use crate::logsource::LogSourceMap;
@@ -167,27 +170,89 @@ impl RuleSetBuilder {
                 }
             }
         }
-        let prefilter = self.prefilter;
-        let triggers: Vec<Option<Vec<Atom>>> = crate::bucket::par_map(&variants, |v| {
-            if !prefilter {
-                return None;
-            }
-            let det = &rules[v.rule as usize].detection;
-            cond_trigger(&det.cond, det, &v.fields, [channel, event_id])
-        });
-        let routes = Routes::build(&variants, &triggers, channel, event_id);
+        let triggers = triggers(&rules, &variants, self.prefilter, [channel, event_id]);
+        RuleSet::assemble(
+            Parts {
+                rules,
+                variants,
+                field_names: c.names,
+                channel,
+                event_id,
+                warnings,
+                unmapped,
+                prefilter: self.prefilter,
+            },
+            &triggers,
+        )
+    }
+}
+
+/// Each variant's trigger (`None` for all when the prefilter is off).
+fn triggers(
+    rules: &[Rule],
+    variants: &[Variant],
+    prefilter: bool,
+    routing: [u32; 2],
+) -> Vec<Option<Vec<Atom>>> {
+    crate::bucket::par_map(variants, |v| {
+        if !prefilter {
+            return None;
+        }
+        let det = &rules[v.rule as usize].detection;
+        cond_trigger(&det.cond, det, &v.fields, routing)
+    })
+}
+
+/// What a rule set is made of before its routes and automata are built:
+/// what [`RuleSetBuilder::finish`] works out from the rules, and what a
+/// snapshot keeps.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Parts {
+    #[serde(with = "snapshot::chunked")]
+    rules: Vec<Rule>,
+    /// Grouped by rule, in rule order.
+    #[serde(with = "snapshot::chunked")]
+    variants: Vec<Variant>,
+    field_names: Vec<String>,
+    channel: u32,
+    event_id: u32,
+    warnings: Vec<RuleError>,
+    unmapped: Vec<usize>,
+    prefilter: bool,
+}
+
+impl RuleSet {
+    /// Builds the routes and their automata around `parts`.
+    fn assemble(parts: Parts, triggers: &[Option<Vec<Atom>>]) -> RuleSet {
+        let Parts {
+            rules,
+            variants,
+            field_names,
+            channel,
+            event_id,
+            warnings,
+            unmapped,
+            prefilter,
+        } = parts;
+        let routes = Routes::build(&variants, triggers, channel, event_id);
+        let fields = field_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i as u32))
+            .collect();
         RuleSet {
             inner: Arc::new(Inner {
                 variant_starts: variant_starts(&variants, rules.len()),
                 rules,
                 variants,
-                fields: c.fields,
-                field_names: c.names,
+                fields,
+                field_names,
                 routes,
                 channel,
                 event_id,
                 warnings,
                 unmapped,
+                prefilter,
             }),
         }
     }
@@ -276,14 +341,14 @@ impl Compiler {
 
 /// A value a log-source condition accepts: lowercase, and as an integer
 /// when it is one (worked out once, not per event).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Want {
     text: String,
     int: Option<i64>,
 }
 
 /// One way a rule can apply: the rule under one log-source mapping entry.
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Variant {
     rule: u32,
     /// The detection's local field index → global field id.
@@ -320,6 +385,8 @@ struct Inner {
     warnings: Vec<RuleError>,
     /// Rules of [`RuleSet::unmapped`].
     unmapped: Vec<usize>,
+    /// Whether it was built with the prefilter (for its snapshot).
+    prefilter: bool,
 }
 
 /// A rule that matched an event.

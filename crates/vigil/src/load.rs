@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::path::PathBuf;
 use vigil_sigma::{LogSourceMap, Placeholders};
 
-pub use vigil_server::rules::{load_rules, Loaded};
+pub use vigil_server::rules::load_rules;
 
 /// Options shared by the commands that load rules.
 #[derive(clap::Args, Debug, Clone, Default)]

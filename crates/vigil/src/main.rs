@@ -5,6 +5,7 @@ mod bench;
 pub mod hunt;
 mod load;
 mod regress;
+mod rulecache;
 mod serve;
 mod update;
 mod validate;

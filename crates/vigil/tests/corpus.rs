@@ -461,3 +461,52 @@ fn fast_yaml_path_equals_the_full_parser_on_every_rule() {
     // A regression in the fast path shows as a fall in this share.
     assert!(fast * 100 >= files.len() * 99, "{fast} of {}", files.len());
 }
+
+/// All of SigmaHQ's rules (detection rules and filters of every folder the
+/// hunt loads by default) over the whole EVTX corpus: compiled afresh,
+/// written to the compiled-rule cache, and loaded back from it, the hunt
+/// reports the same detections, record for record.
+#[test]
+fn hunt_from_the_rule_cache_agrees_with_a_fresh_compile() {
+    let Some(c) = corpus("hunt_from_the_rule_cache_agrees_with_a_fresh_compile") else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let evtx = c.join("evtx");
+    let hunt = |extra: &[&str]| {
+        let out = crate::util::command()
+            .env("VIGIL_CACHE_DIR", cache.path())
+            .args([
+                "hunt",
+                evtx.to_str().unwrap(),
+                "-f",
+                "jsonl",
+                "-q",
+                "--sort",
+            ])
+            .args(["-r", c.join("sigma/rules").to_str().unwrap()])
+            .args([
+                "-r",
+                c.join("sigma/rules-emerging-threats").to_str().unwrap(),
+            ])
+            .args(["-r", c.join("sigma/rules-threat-hunting").to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        (stdout(&out), stderr(&out))
+    };
+    let (fresh, summary) = hunt(&["--no-cache"]);
+    assert!(!summary.contains("compiled-rule cache"), "{summary}");
+    let (written, summary) = hunt(&[]);
+    assert!(!summary.contains("loaded from it"), "{summary}");
+    let (loaded, summary) = hunt(&[]);
+    assert!(
+        summary.contains("compiled-rule cache: loaded from it"),
+        "{summary}"
+    );
+    let detections = fresh.lines().count();
+    assert!(detections > 1000, "{detections} detections");
+    assert_eq!(written, fresh);
+    assert_eq!(loaded, fresh);
+}

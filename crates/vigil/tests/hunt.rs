@@ -68,8 +68,11 @@ fn jsonl_output_has_required_fields_and_detections() {
             .contains("events from 2026-11-20T08:15:02.123456Z to 2026-11-20T10:01:05.000000Z\n"),
         "{summary}"
     );
+    // Compiled here, or loaded from the cache an earlier test filled.
     assert!(
-        summary.contains("of which loading rules: ") && summary.contains("compiling"),
+        summary.contains("of which loading rules: ")
+            && (summary.contains("compiling")
+                || summary.contains("compiled-rule cache: loaded from it")),
         "{summary}"
     );
 }
@@ -330,7 +333,7 @@ fn gzip_and_stdin_inputs() {
     ]);
     assert_eq!(stdout(&out).lines().count(), 3);
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let mut child = crate::util::command()
         .args(["hunt", "-", "-r", &rules, "-f", "jsonl", "-q"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -442,4 +445,78 @@ fn ecs_documents_and_user_field_maps() {
     assert_eq!(recs[0]["rule_title"], "Whoami Execution");
     assert_eq!(recs[0]["computer"], "ws9");
     assert_eq!(recs[0]["matched_fields"], serde_json::json!(["Image"]));
+}
+
+/// The compiled-rule cache: a second hunt loads the rules from it and
+/// reports the same detections; an edited rule is compiled again; a
+/// damaged entry is rebuilt, with a word in the summary; `--no-cache`
+/// neither reads nor writes it.
+#[test]
+fn compiled_rules_are_cached_and_compiled_again_when_a_rule_changes() {
+    let (logs, examples) = examples();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for f in std::fs::read_dir(&examples).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, rules.join(f.file_name().unwrap())).unwrap();
+    }
+    let cache = dir.path().join("cache");
+    let hunt = |extra: &[&str]| {
+        let out = crate::util::command()
+            .env("VIGIL_CACHE_DIR", &cache)
+            .args([
+                "hunt",
+                &logs,
+                "-r",
+                rules.to_str().unwrap(),
+                "-f",
+                "jsonl",
+                "--sort",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        (stdout(&out), stderr(&out))
+    };
+    let from_cache = "compiled-rule cache: loaded from it";
+
+    let (first, summary) = hunt(&[]);
+    assert_eq!(first.lines().count(), 3);
+    assert!(summary.contains("compiling"), "{summary}");
+    assert!(!summary.contains(from_cache), "{summary}");
+    let (second, summary) = hunt(&[]);
+    assert!(summary.contains(from_cache), "{summary}");
+    assert!(summary.contains("rules: 3 loaded"), "{summary}");
+    assert_eq!(second, first);
+
+    // Other settings are another entry.
+    let (high, summary) = hunt(&["--min-level", "high"]);
+    assert!(!summary.contains(from_cache), "{summary}");
+    assert!(high.lines().count() < 3, "{high}");
+
+    let whoami = rules.join("whoami_sysmon.yml");
+    let text = std::fs::read_to_string(&whoami).unwrap();
+    std::fs::write(&whoami, text.replace("whoami.exe", "whoareyou.exe")).unwrap();
+    let (edited, summary) = hunt(&[]);
+    assert!(!summary.contains(from_cache), "{summary}");
+    assert_eq!(edited.lines().count(), 2, "{edited}");
+    assert!(!edited.contains("Whoami Execution"), "{edited}");
+
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not an entry").unwrap();
+    }
+    let (rebuilt, summary) = hunt(&[]);
+    assert!(summary.contains("rebuilt an unusable entry"), "{summary}");
+    assert!(summary.contains("not a rule cache entry"), "{summary}");
+    assert_eq!(rebuilt, edited);
+    let (_, summary) = hunt(&[]);
+    assert!(summary.contains(from_cache), "{summary}");
+
+    std::fs::remove_dir_all(&cache).unwrap();
+    let (uncached, summary) = hunt(&["--no-cache"]);
+    assert!(!summary.contains("compiled-rule cache"), "{summary}");
+    assert_eq!(uncached, edited);
+    assert!(!cache.exists());
 }

@@ -5,10 +5,19 @@ use std::process::{Command, Output};
 
 /// Runs `vigil` with `args`.
 pub fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .expect("vigil runs")
+    command().args(args).output().expect("vigil runs")
+}
+
+/// The `vigil` command, its compiled-rule cache in the build's directory
+/// for tests (never the user's), shared by the tests: most hunts here
+/// then run once on freshly compiled rules and again from the cache.
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.env(
+        "VIGIL_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("rule-cache"),
+    );
+    c
 }
 
 pub fn stdout(o: &Output) -> String {

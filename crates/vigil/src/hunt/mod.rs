@@ -13,11 +13,13 @@ mod inputs;
 pub mod output;
 mod read;
 use read::{process, Hit};
+mod rules;
 mod select;
 mod summary;
 mod window;
 
-use crate::load::{load_rules, RuleOptions};
+use crate::load::RuleOptions;
+use crate::rulecache::RuleCache;
 use anyhow::Context;
 use inputs::discover;
 use output::{Format, Render, Sink};
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use summary::{Summary, TimeSpan};
 use vigil_event::Event;
-use vigil_sigma::{RuleSet, RuleSetBuilder};
+use vigil_sigma::RuleSet;
 use window::Window;
 
 /// Arguments of `vigil hunt`.
@@ -87,6 +89,14 @@ pub struct HuntArgs {
     /// pass of `vigil bench hunt`).
     #[arg(long, hide = true)]
     parse_only: bool,
+    /// Compile the rules afresh, without reading or writing the
+    /// compiled-rule cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Directory of the compiled-rule cache (default:
+    /// $XDG_CACHE_HOME/vigil, else ~/.cache/vigil).
+    #[arg(long, env = "VIGIL_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
     /// Data directory holding installed rules.
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "vigil-data")]
     data_dir: PathBuf,
@@ -96,7 +106,6 @@ pub struct HuntArgs {
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let placeholders = args.options.placeholders()?;
     let time = Arc::new(Time {
         window: Window::new(args.from.as_deref(), args.to.as_deref())?,
         span: TimeSpan::default(),
@@ -112,29 +121,25 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.rules.clone()
     };
-    let mut loaded = if args.parse_only {
-        crate::load::Loaded {
-            docs: Vec::new(),
-            errors: Vec::new(),
-            files: 0,
-        }
-    } else {
-        load_rules(&rule_paths, &placeholders)
+    let cache = match (&args.cache_dir, args.no_cache || args.parse_only) {
+        (_, true) => None,
+        (Some(dir), false) => Some(RuleCache::new(dir.clone())),
+        (None, false) => RuleCache::default_dir().map(RuleCache::new),
     };
-    let t_loaded = started.elapsed();
-    let (docs, skipped) = args.select.apply(std::mem::take(&mut loaded.docs))?;
-    let (docs, correlations) = vigil_sigma::correlation::split(docs);
-    let mut builder = RuleSetBuilder::new();
-    builder.logsources(args.options.logsource_map()?);
-    builder.add_documents(docs);
-    let set = builder.finish();
+    let rule_paths = if args.parse_only {
+        Vec::new()
+    } else {
+        rule_paths
+    };
+    let mut rules = rules::prepare(&rule_paths, &args.select, &args.options, cache)?;
+    let set = rules.set.clone();
     // The process ends with the hunt: freeing thousands of compiled rules
     // and their automata one by one would only delay the exit (~5 ms with
     // SigmaHQ's rules), so one reference is never dropped.
     std::mem::forget(set.clone());
-    let corr = correlate::Correlator::new(&set, correlations);
-    loaded.errors.extend(corr.errors.iter().cloned());
-    let t_compiled = started.elapsed();
+    let corr = correlate::Correlator::new(&set, std::mem::take(&mut rules.correlations));
+    let mut rule_errors = std::mem::take(&mut rules.errors);
+    rule_errors.extend(corr.errors.iter().cloned());
     let mut field_map = vigil_ingest::fieldmap::FieldMap::builtin().clone();
     if let Some(path) = &args.field_map {
         let text =
@@ -157,7 +162,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     for r in set.rules() {
         warnings.extend(r.warnings());
     }
-    let mut summary = Summary::new(&set, loaded.errors, skipped, warnings);
+    let mut summary = Summary::new(&set, rule_errors, rules.skipped, warnings);
     summary.correlations = corr.set.correlations().len();
     summary.files = inputs.len() as u64;
     for e in input_errors {
@@ -231,7 +236,12 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     summary.events = shared.events.load(Ordering::Relaxed);
     summary.bytes = shared.bytes.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
-    summary.rules_loading = (t_loaded, t_compiled - t_loaded);
+    summary.rules_loading = rules.timing;
+    rules.finish_writing();
+    summary.rule_cache = match (rules.cached, rules.note) {
+        (true, _) => Some("loaded from it".to_string()),
+        (false, note) => note,
+    };
     summary.window = shared.time.window.as_ref().map(Window::describe);
     summary.span = shared.time.span.bounds();
     summary.repeats = shared.dedup.map(|d| d.into_inner().expect("dedup").repeats);

@@ -43,6 +43,17 @@ fn tag_matches(pattern: &str, tag: &str) -> bool {
 }
 
 impl RuleSelection {
+    /// Everything the selection depends on, as text (the options and the
+    /// `--exclude-noisy` file's content): part of the compiled-rule cache
+    /// key.
+    pub fn describe(&self) -> String {
+        let noisy = self
+            .exclude_noisy
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| format!("unreadable: {e}")));
+        format!("{self:?}\n{noisy:?}")
+    }
+
     /// Keeps the selected rules (filters are always kept); returns them and
     /// how many rules were left out.
     pub fn apply(&self, docs: Vec<Document>) -> anyhow::Result<(Vec<Document>, usize)> {

@@ -84,6 +84,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Of `elapsed`: reading the rules, then compiling them.
     pub rules_loading: (Duration, Duration),
+    /// What became of the compiled-rule cache, when there is something
+    /// to say.
+    pub rule_cache: Option<String>,
     /// `--from`/`--to` and what they left out.
     pub window: Option<String>,
     /// First and last event time read.
@@ -127,6 +130,7 @@ impl Summary {
             events: 0,
             elapsed: Duration::ZERO,
             rules_loading: (Duration::ZERO, Duration::ZERO),
+            rule_cache: None,
             window: None,
             span: None,
             repeats: None,
@@ -351,13 +355,27 @@ impl Summary {
             self.events as f64 / secs
         );
         let (read, compile) = self.rules_loading;
-        let _ = writeln!(
-            s,
-            "of which loading rules: {:.3} s (reading {:.3} s, compiling {:.3} s)",
-            (read + compile).as_secs_f64(),
-            read.as_secs_f64(),
-            compile.as_secs_f64()
-        );
+        match self.rule_cache.as_deref() {
+            Some(cache @ "loaded from it") => {
+                let _ = writeln!(
+                    s,
+                    "of which loading rules: {:.3} s (compiled-rule cache: {cache})",
+                    read.as_secs_f64()
+                );
+            }
+            cache => {
+                let _ = writeln!(
+                    s,
+                    "of which loading rules: {:.3} s (reading {:.3} s, compiling {:.3} s)",
+                    (read + compile).as_secs_f64(),
+                    read.as_secs_f64(),
+                    compile.as_secs_f64()
+                );
+                if let Some(cache) = cache {
+                    let _ = writeln!(s, "compiled-rule cache: {cache}");
+                }
+            }
+        }
         s
     }
 }

@@ -1,0 +1,125 @@
+//! The hunt's rule set: loaded from the compiled-rule cache when neither
+//! the rule files nor the settings changed since a hunt compiled it,
+//! compiled otherwise (and then cached in the background while the hunt
+//! runs).
+
+use super::select::RuleSelection;
+use crate::load::RuleOptions;
+use crate::rulecache::{Entry, Key, Lookup, RuleCache};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vigil_server::rules::{load_rule_files, rule_files};
+use vigil_sigma::correlation::Correlation;
+use vigil_sigma::{RuleError, RuleSet, RuleSetBuilder};
+
+/// The rules a hunt runs, and how they were had.
+pub(super) struct HuntRules {
+    /// The compiled detection rules and filters.
+    pub set: RuleSet,
+    /// Correlation rules, compiled by the hunt's correlator.
+    pub correlations: Vec<Correlation>,
+    /// Files and rules that did not load.
+    pub errors: Vec<RuleError>,
+    /// Rules left out by the selection.
+    pub skipped: usize,
+    /// Time spent reading the rules, then compiling them.
+    pub timing: (Duration, Duration),
+    /// Whether the set came from the cache.
+    pub cached: bool,
+    /// What the summary should say about the cache, if anything.
+    pub note: Option<String>,
+    /// Writing the cache entry, when one is being written.
+    pub writer: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl HuntRules {
+    /// Waits for the cache entry to be written; a failure becomes the
+    /// summary's note about the cache.
+    pub fn finish_writing(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            match writer.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.note = Some(format!("not written: {e}")),
+                Err(_) => self.note = Some("not written: the writer panicked".into()),
+            }
+        }
+    }
+}
+
+/// Loads and compiles the rules under `paths`, through `cache` when given.
+pub(super) fn prepare(
+    paths: &[PathBuf],
+    select: &RuleSelection,
+    options: &RuleOptions,
+    cache: Option<RuleCache>,
+) -> anyhow::Result<HuntRules> {
+    let started = Instant::now();
+    let placeholders = options.placeholders()?;
+    let map = options.logsource_map()?;
+    // Checks the selection options on a cache hit too.
+    select.apply(Vec::new())?;
+    let (files, mut errors) = rule_files(paths);
+    let mut note = None;
+    let key = cache.as_ref().map(|_| {
+        let mut sorted: Vec<_> = placeholders.iter().collect();
+        sorted.sort();
+        let settings = format!("{paths:?}\n{}\n{sorted:?}\n{map:?}", select.describe());
+        Key::new(&files, &settings)
+    });
+    if let (Some(cache), Some(key)) = (&cache, &key) {
+        match cache.get(key) {
+            Lookup::Hit(entry) => {
+                errors.extend(entry.errors);
+                return Ok(HuntRules {
+                    set: entry.set,
+                    correlations: entry.correlations,
+                    errors,
+                    skipped: entry.skipped,
+                    timing: (started.elapsed(), Duration::ZERO),
+                    cached: true,
+                    note: None,
+                    writer: None,
+                });
+            }
+            Lookup::Miss => {}
+            Lookup::Damaged(why) => note = Some(format!("rebuilt an unusable entry ({why})")),
+        }
+    }
+    let (docs, file_errors) = load_rule_files(&files, &placeholders);
+    let read = started.elapsed();
+    let (docs, skipped) = select.apply(docs)?;
+    let (docs, correlations) = vigil_sigma::correlation::split(docs);
+    let mut builder = RuleSetBuilder::new();
+    builder.logsources(map);
+    builder.add_documents(docs);
+    let set = builder.finish();
+    let writer = match (cache, key) {
+        (Some(cache), Some(key)) => {
+            let entry_set = set.clone();
+            let entry_correlations = correlations.clone();
+            let entry_errors = file_errors.clone();
+            Some(std::thread::spawn(move || {
+                let entry = Entry {
+                    set: entry_set.snapshot(),
+                    correlations: entry_correlations,
+                    errors: entry_errors,
+                    skipped,
+                };
+                cache.put(&key, &entry)
+            }))
+        }
+        _ => None,
+    };
+    errors.extend(file_errors);
+    Ok(HuntRules {
+        set,
+        correlations,
+        errors,
+        skipped,
+        timing: (read, started.elapsed() - read),
+        cached: false,
+        note,
+        writer,
+    })
+}

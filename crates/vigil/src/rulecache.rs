@@ -1,0 +1,337 @@
+//! The compiled-rule cache: a rule set compiled once, loaded by later runs
+//! without reading, parsing or compiling a rule.
+//!
+//! Compiling SigmaHQ's Windows rules costs more than hunting through a
+//! typical triage collection, and the rules rarely change between hunts.
+//! An entry holds a [`RuleSetSnapshot`] with what else the hunt worked out
+//! from the rules (correlations, load errors, how many were left out), in
+//! one file per *key*.
+//!
+//! The key is a SHA-256 over everything the compiled set depends on: the
+//! cache format, this executable (its size and modification time, so a
+//! rebuilt binary never reads an older layout), the settings that shape
+//! the set (rule selection, placeholders, log-source mapping), and every
+//! rule file's path, size, modification and change times and inode. An
+//! edited, added, removed or replaced rule file gives a new key, as it
+//! does for `make` or `ccache`'s direct mode; the change time cannot be
+//! set back by `touch` or `cp -p`.
+//!
+//! File layout: magic, format, key, payload length, CRC-32 of the payload,
+//! payload (postcard). Anything that does not check out is a miss, and the
+//! entry is rebuilt; writes go through a temporary file and a rename, so
+//! concurrent hunts never see half an entry. Only the newest
+//! [`KEEP_ENTRIES`] entries are kept.
+
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use vigil_sigma::correlation::Correlation;
+use vigil_sigma::ruleset::{RuleSetSnapshot, SNAPSHOT_FORMAT};
+use vigil_sigma::{RuleError, RuleSet};
+
+const MAGIC: &[u8; 8] = b"VIGILRSC";
+/// This file's own layout version, on top of the snapshot's.
+const FILE_FORMAT: u32 = 1;
+const HEADER: usize = 8 + 4 + 32 + 8 + 4;
+/// Entries kept in the cache directory (the newest; one per distinct
+/// rule set and settings).
+pub const KEEP_ENTRIES: usize = 8;
+
+/// A cache directory.
+pub struct RuleCache {
+    dir: PathBuf,
+}
+
+/// What the compiled set depends on, hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key([u8; 32]);
+
+/// What a hunt keeps of its rules.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// The compiled rule set.
+    pub set: RuleSetSnapshot,
+    /// Correlation rules, not compiled into the set.
+    pub correlations: Vec<Correlation>,
+    /// Rules and files that did not load.
+    pub errors: Vec<RuleError>,
+    /// Rules left out by the selection.
+    pub skipped: usize,
+}
+
+/// What [`RuleCache::get`] found.
+pub enum Lookup {
+    /// An entry for the key.
+    Hit(Box<LoadedEntry>),
+    /// No entry for the key.
+    Miss,
+    /// An entry that could not be used, and why (it is rebuilt).
+    Damaged(String),
+}
+
+/// A cache entry with its rule set loaded.
+pub struct LoadedEntry {
+    /// The rule set.
+    pub set: RuleSet,
+    /// Correlation rules.
+    pub correlations: Vec<Correlation>,
+    /// Load errors.
+    pub errors: Vec<RuleError>,
+    /// Rules left out by the selection.
+    pub skipped: usize,
+}
+
+impl Key {
+    /// The key of the rule `files` under `settings` (a description of
+    /// every other input the compiled set depends on). Each file is
+    /// `stat`ed: one that cannot be still takes part, by its path and
+    /// error, so that it fails to load the same way.
+    pub fn new(files: &[PathBuf], settings: &str) -> Key {
+        use rayon::prelude::*;
+        let stamps: Vec<String> = files.par_iter().map(|f| stamp(f)).collect();
+        let mut h = Sha256::new();
+        h.update(format!("vigil {FILE_FORMAT} {SNAPSHOT_FORMAT}\n").as_bytes());
+        h.update(executable_stamp().as_bytes());
+        h.update(settings.len().to_le_bytes());
+        h.update(settings.as_bytes());
+        for s in &stamps {
+            h.update(s.as_bytes());
+        }
+        Key(h.finalize().into())
+    }
+
+    fn hex(&self) -> String {
+        self.0[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A file's path and what changes when its content may have.
+fn stamp(path: &Path) -> String {
+    let name = path.to_string_lossy();
+    match std::fs::metadata(path) {
+        Err(e) => format!("{name}\0error {e}\n"),
+        Ok(m) => {
+            let nanos = |t: std::io::Result<std::time::SystemTime>| {
+                t.ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos())
+            };
+            let mut s = format!("{name}\0{} {}", m.len(), nanos(m.modified()));
+            #[cfg(unix)]
+            {
+                use std::fmt::Write as _;
+                use std::os::unix::fs::MetadataExt;
+                let _ = write!(
+                    s,
+                    " {}.{} {} {}",
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.ino(),
+                    m.dev()
+                );
+            }
+            s.push('\n');
+            s
+        }
+    }
+}
+
+/// This executable's version, size and modification time: a rebuilt
+/// binary may lay its types out differently.
+fn executable_stamp() -> String {
+    let exe = std::env::current_exe()
+        .map(|p| stamp(&p))
+        .unwrap_or_else(|e| format!("unknown executable: {e}\n"));
+    format!("{} {exe}", env!("CARGO_PKG_VERSION"))
+}
+
+impl RuleCache {
+    /// The cache in `dir` (created when an entry is first stored).
+    pub fn new(dir: PathBuf) -> Self {
+        RuleCache { dir }
+    }
+
+    /// The default directory: `$XDG_CACHE_HOME/vigil`, else
+    /// `$HOME/.cache/vigil`; `None` when neither is set.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            })?;
+        Some(base.join("vigil"))
+    }
+
+    fn path(&self, key: &Key) -> PathBuf {
+        self.dir.join(format!("rules-{}.bin", key.hex()))
+    }
+
+    /// The entry for `key`, with its rule set loaded.
+    pub fn get(&self, key: &Key) -> Lookup {
+        let path = self.path(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(e) => return Lookup::Damaged(format!("{}: {e}", path.display())),
+        };
+        match decode(&bytes, key) {
+            Ok(entry) => Lookup::Hit(Box::new(entry)),
+            Err(why) => Lookup::Damaged(format!("{}: {why}", path.display())),
+        }
+    }
+
+    /// Stores `entry` under `key`, then removes all but the newest
+    /// [`KEEP_ENTRIES`] entries.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or the file written.
+    pub fn put(&self, key: &Key, entry: &Entry) -> Result<(), String> {
+        let payload = postcard::to_allocvec(entry).map_err(|e| format!("encoding: {e}"))?;
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FILE_FORMAT.to_le_bytes());
+        bytes.extend_from_slice(&key.0);
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(&bytes)?;
+            tmp.persist(self.path(key)).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        self.evict(&self.path(key));
+        Ok(())
+    }
+
+    /// Removes all but the newest entries, never `written` (errors
+    /// ignored: another hunt may be evicting too).
+    fn evict(&self, written: &Path) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("rules-") && name.ends_with(".bin")
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(_, path)| path != written)
+            .collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, path) in entries.into_iter().skip(KEEP_ENTRIES - 1) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Checks and decodes an entry file's bytes.
+fn decode(bytes: &[u8], key: &Key) -> Result<LoadedEntry, String> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err("not a rule cache entry".into());
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    if u32_at(8) != FILE_FORMAT {
+        return Err(format!(
+            "cache format {} (this build: {FILE_FORMAT})",
+            u32_at(8)
+        ));
+    }
+    if bytes[12..44] != key.0 {
+        return Err("written for other rules or settings".into());
+    }
+    let len = u64::from_le_bytes(bytes[44..52].try_into().expect("8 bytes"));
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        return Err(format!("truncated: {} of {len} bytes", payload.len()));
+    }
+    if crc32fast::hash(payload) != u32_at(52) {
+        return Err("checksum mismatch".into());
+    }
+    let entry: Entry = postcard::from_bytes(payload).map_err(|e| format!("decoding: {e}"))?;
+    let set = RuleSet::from_snapshot(entry.set).map_err(|e| e.to_string())?;
+    Ok(LoadedEntry {
+        set,
+        correlations: entry.correlations,
+        errors: entry.errors,
+        skipped: entry.skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_sigma::{rule::parse_file, Placeholders, RuleSetBuilder};
+
+    fn entry() -> Entry {
+        let text = "title: t\nid: r1\nlogsource: {product: windows}\ndetection:\n  sel: {CommandLine|contains: whoami}\n  condition: sel\n";
+        let (docs, _) = parse_file(Some("r.yml".into()), text, &Placeholders::new());
+        let mut b = RuleSetBuilder::new();
+        b.add_documents(docs);
+        Entry {
+            set: b.build().snapshot(),
+            correlations: Vec::new(),
+            errors: vec![RuleError::new(3, None, "broken")],
+            skipped: 2,
+        }
+    }
+
+    #[test]
+    fn an_entry_is_read_back_and_a_damaged_one_is_a_miss_with_its_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = RuleCache::new(dir.path().join("c"));
+        let rule = dir.path().join("r.yml");
+        std::fs::write(&rule, "x").expect("write");
+        let key = Key::new(std::slice::from_ref(&rule), "settings");
+        assert!(matches!(cache.get(&key), Lookup::Miss));
+        cache.put(&key, &entry()).expect("put");
+        match cache.get(&key) {
+            Lookup::Hit(e) => {
+                assert_eq!(e.set.len(), 1);
+                assert_eq!(e.skipped, 2);
+                assert_eq!(e.errors[0].reason, "broken");
+            }
+            _ => panic!("expected a hit"),
+        }
+        // Other settings, or the rule file rewritten: another key.
+        assert_ne!(Key::new(std::slice::from_ref(&rule), "other"), key);
+        std::fs::write(&rule, "xy").expect("write");
+        assert_ne!(Key::new(std::slice::from_ref(&rule), "settings"), key);
+
+        let path = cache.path(&key);
+        let good = std::fs::read(&path).expect("read");
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        for (bytes, why) in [
+            (flipped, "checksum mismatch"),
+            (good[..good.len() - 3].to_vec(), "truncated"),
+            (b"garbage".to_vec(), "not a rule cache entry"),
+        ] {
+            std::fs::write(&path, bytes).expect("write");
+            match cache.get(&key) {
+                Lookup::Damaged(reason) => assert!(reason.contains(why), "{reason}"),
+                _ => panic!("expected damaged: {why}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_newest_entries_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = RuleCache::new(dir.path().to_path_buf());
+        for i in 0..KEEP_ENTRIES + 3 {
+            let key = Key::new(&[], &format!("settings {i}"));
+            cache.put(&key, &entry()).expect("put");
+        }
+        let n = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(n, KEEP_ENTRIES);
+    }
+}
