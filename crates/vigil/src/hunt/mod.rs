@@ -131,7 +131,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         rule_paths
     };
-    let mut rules = rules::prepare(&rule_paths, &args.select, &args.options, cache)?;
+    let mut rules = rules::Plan::new(&rule_paths, &args.select, &args.options, cache)?.load();
     let set = rules.set.clone();
     // The process ends with the hunt: freeing thousands of compiled rules
     // and their automata one by one would only delay the exit (~5 ms with

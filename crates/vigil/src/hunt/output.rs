@@ -484,7 +484,9 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// External sort by time: runs of `limit` detections are sorted in memory
-/// and spilled to temporary files, then merged.
+/// and spilled to temporary files, then merged. Detections of the same
+/// time are ordered by their record's text, so that the output does not
+/// depend on which thread found what first.
 struct Sorter {
     limit: usize,
     buffer: Vec<(i64, String)>,
@@ -510,7 +512,7 @@ impl Sorter {
     }
 
     fn spill(&mut self) -> anyhow::Result<()> {
-        self.buffer.sort_by_key(|(t, _)| *t);
+        self.buffer.sort_unstable();
         let mut f = tempfile::NamedTempFile::new().context("creating a sort run file")?;
         {
             let mut w = BufWriter::new(f.as_file_mut());
@@ -538,7 +540,7 @@ impl Sorter {
             })
         };
         if self.runs.is_empty() {
-            self.buffer.sort_by_key(|(t, _)| *t);
+            self.buffer.sort_unstable();
             for (t, line) in std::mem::take(&mut self.buffer) {
                 emit(to_detection(t, &line)?)?;
             }
@@ -566,13 +568,13 @@ impl Sorter {
         };
         for (i, r) in readers.iter_mut().enumerate() {
             if let Some((t, l)) = read(r)? {
-                heap.push(std::cmp::Reverse((t, i, l)));
+                heap.push(std::cmp::Reverse((t, l, i)));
             }
         }
-        while let Some(std::cmp::Reverse((t, i, line))) = heap.pop() {
+        while let Some(std::cmp::Reverse((t, line, i))) = heap.pop() {
             emit(to_detection(t, &line)?)?;
             if let Some((t, l)) = read(&mut readers[i])? {
-                heap.push(std::cmp::Reverse((t, i, l)));
+                heap.push(std::cmp::Reverse((t, l, i)));
             }
         }
         Ok(())
@@ -582,6 +584,42 @@ impl Sorter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order of detections of one time does not depend on the order
+    /// they were found in, in memory or spilled to disk.
+    #[test]
+    fn sorted_output_does_not_depend_on_arrival_order() {
+        let detections: Vec<Detection> = [(2, "b"), (1, "z"), (2, "a"), (1, "y"), (2, "c")]
+            .iter()
+            .map(|(t, id)| {
+                let mut record = Map::new();
+                record.insert("rule_id".into(), Json::String(id.to_string()));
+                Detection {
+                    timestamp_ns: Some(*t),
+                    record,
+                    event: None,
+                }
+            })
+            .collect();
+        let sorted = |limit: usize, order: &[usize]| {
+            let mut sorter = Sorter::new(limit);
+            for &i in order {
+                sorter.push(detections[i].clone()).unwrap();
+            }
+            let mut ids = Vec::new();
+            sorter
+                .drain(&mut |d| {
+                    ids.push(d.record["rule_id"].as_str().unwrap().to_string());
+                    Ok(())
+                })
+                .unwrap();
+            ids.join("")
+        };
+        for limit in [1, 2, 100] {
+            assert_eq!(sorted(limit, &[0, 1, 2, 3, 4]), "yzabc");
+            assert_eq!(sorted(limit, &[4, 3, 2, 1, 0]), "yzabc");
+        }
+    }
 
     #[test]
     fn table_colours_only_the_level_and_keeps_the_columns_aligned() {

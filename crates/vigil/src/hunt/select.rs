@@ -1,6 +1,6 @@
 //! Choosing which loaded rules a hunt runs.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use vigil_sigma::{Document, Level};
 
@@ -43,27 +43,16 @@ fn tag_matches(pattern: &str, tag: &str) -> bool {
 }
 
 impl RuleSelection {
-    /// Everything the selection depends on, as text (the options and the
-    /// `--exclude-noisy` file's content): part of the compiled-rule cache
-    /// key.
-    pub fn describe(&self) -> String {
-        let noisy = self
-            .exclude_noisy
-            .as_ref()
-            .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| format!("unreadable: {e}")));
-        format!("{self:?}\n{noisy:?}")
-    }
-
-    /// Keeps the selected rules (filters are always kept); returns them and
-    /// how many rules were left out.
-    pub fn apply(&self, docs: Vec<Document>) -> anyhow::Result<(Vec<Document>, usize)> {
+    /// The selection, checked (`--min-level`) and with the
+    /// `--exclude-noisy` file read.
+    pub fn selector(&self) -> anyhow::Result<Selector> {
         let min_level = match &self.min_level {
             None => None,
             Some(l) => Some(Level::parse(&l.to_ascii_lowercase()).ok_or_else(|| {
                 anyhow::anyhow!("unknown level '{l}' (informational, low, medium, high, critical)")
             })?),
         };
-        let mut excluded: HashSet<String> = self.exclude_ids.iter().cloned().collect();
+        let mut excluded: BTreeSet<String> = self.exclude_ids.iter().cloned().collect();
         if let Some(path) = &self.exclude_noisy {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
@@ -74,7 +63,34 @@ impl RuleSelection {
                 }
             }
         }
-        let statuses: Vec<String> = self.status.iter().map(|s| s.to_ascii_lowercase()).collect();
+        Ok(Selector {
+            min_level,
+            excluded,
+            statuses: self.status.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            include_ids: self.include_ids.clone(),
+            include_tags: self.include_tags.clone(),
+            exclude_tags: self.exclude_tags.clone(),
+        })
+    }
+}
+
+/// A checked rule selection. Its `Debug` form says everything it depends
+/// on (part of the compiled-rule cache key).
+#[derive(Debug, Clone)]
+pub struct Selector {
+    min_level: Option<Level>,
+    /// `--exclude-id` and the ids of `--exclude-noisy`.
+    excluded: BTreeSet<String>,
+    statuses: Vec<String>,
+    include_ids: Vec<String>,
+    include_tags: Vec<String>,
+    exclude_tags: Vec<String>,
+}
+
+impl Selector {
+    /// Keeps the selected rules (filters are always kept); returns them and
+    /// how many rules were left out.
+    pub fn apply(&self, docs: Vec<Document>) -> (Vec<Document>, usize) {
         let mut kept = Vec::with_capacity(docs.len());
         let mut skipped = 0;
         for d in docs {
@@ -84,13 +100,15 @@ impl RuleSelection {
             };
             let id = r.id.as_deref().unwrap_or_default();
             let status = r.status.as_deref().unwrap_or("experimental");
-            let keep = !excluded.contains(id)
+            let keep = !self.excluded.contains(id)
                 && (self.include_ids.is_empty() || self.include_ids.iter().any(|i| i == id))
-                && min_level.is_none_or(|m| r.level.is_some_and(|l| l >= m))
-                && if statuses.is_empty() {
+                && self
+                    .min_level
+                    .is_none_or(|m| r.level.is_some_and(|l| l >= m))
+                && if self.statuses.is_empty() {
                     !matches!(status, "deprecated" | "unsupported")
                 } else {
-                    statuses.iter().any(|s| s == status)
+                    self.statuses.iter().any(|s| s == status)
                 }
                 && (self.include_tags.is_empty()
                     || self
@@ -107,6 +125,6 @@ impl RuleSelection {
                 skipped += 1;
             }
         }
-        Ok((kept, skipped))
+        (kept, skipped)
     }
 }
