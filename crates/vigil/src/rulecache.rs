@@ -9,18 +9,20 @@
 //!
 //! The key is a SHA-256 over everything the compiled set depends on: the
 //! cache format, this executable (its size and modification time, so a
-//! rebuilt binary never reads an older layout), the settings that shape
-//! the set (rule selection, placeholders, log-source mapping), and every
-//! rule file's path, size, modification and change times and inode. An
-//! edited, added, removed or replaced rule file gives a new key, as it
-//! does for `make` or `ccache`'s direct mode; the change time cannot be
-//! set back by `touch` or `cp -p`.
+//! rebuilt binary never reads an older layout), the user, the settings
+//! that shape the set (rule selection, placeholders, log-source mapping),
+//! and every rule file's path, size, modification and change times and
+//! inode. An edited, added, removed or replaced rule file gives a new key,
+//! as it does for `make` or `ccache`'s direct mode; the change time cannot
+//! be set back by `touch` or `cp -p`. (On a filesystem with coarse times,
+//! FAT's 2 s, an edit that keeps the size within that time would go
+//! unseen; `--no-cache` is the way out there.)
 //!
 //! File layout: magic, format, key, payload length, CRC-32 of the payload,
-//! payload (postcard). Anything that does not check out is a miss, and the
-//! entry is rebuilt; writes go through a temporary file and a rename, so
-//! concurrent hunts never see half an entry. Only the newest
-//! [`KEEP_ENTRIES`] entries are kept.
+//! payload (postcard). Anything that does not check out, or an entry
+//! another user owns, is a miss, and the entry is rebuilt; writes go
+//! through a temporary file and a rename, so concurrent hunts never see
+//! half an entry. Only the newest [`KEEP_ENTRIES`] entries are kept.
 
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -92,6 +94,10 @@ impl Key {
         let mut h = Sha256::new();
         h.update(format!("vigil {FILE_FORMAT} {SNAPSHOT_FORMAT}\n").as_bytes());
         h.update(executable_stamp().as_bytes());
+        // Users sharing a cache directory each get entries of their own.
+        #[cfg(unix)]
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        h.update(unsafe { libc::geteuid() }.to_le_bytes());
         h.update(settings.len().to_le_bytes());
         h.update(settings.as_bytes());
         for s in &stamps {
@@ -172,11 +178,18 @@ impl RuleCache {
     /// The entry for `key`, with its rule set loaded.
     pub fn get(&self, key: &Key) -> Lookup {
         let path = self.path(key);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
             Err(e) => return Lookup::Damaged(format!("{}: {e}", path.display())),
         };
+        if let Err(why) = owned_by_us(&file) {
+            return Lookup::Damaged(format!("{}: {why}", path.display()));
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut &file, &mut bytes) {
+            return Lookup::Damaged(format!("{}: {e}", path.display()));
+        }
         match decode(&bytes, key) {
             Ok(entry) => Lookup::Hit(Box::new(entry)),
             Err(why) => Lookup::Damaged(format!("{}: {why}", path.display())),
@@ -209,27 +222,55 @@ impl RuleCache {
         Ok(())
     }
 
-    /// Removes all but the newest entries, never `written` (errors
-    /// ignored: another hunt may be evicting too).
+    /// Removes all but the newest entries, never `written`, and the
+    /// temporary files of writes that never finished (a hunt stopped
+    /// mid-write) once they are an hour old. Errors are ignored: another
+    /// hunt may be evicting too.
     fn evict(&self, written: &Path) {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = dir
-            .flatten()
-            .filter(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                name.starts_with("rules-") && name.ends_with(".bin")
-            })
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .filter(|(_, path)| path != written)
-            .collect();
+        let now = std::time::SystemTime::now();
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Some(modified) = e.metadata().ok().and_then(|m| m.modified().ok()) else {
+                continue;
+            };
+            if name.starts_with(".tmp") {
+                let age = now.duration_since(modified).unwrap_or_default();
+                if age > std::time::Duration::from_secs(3600) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            } else if name.starts_with("rules-") && name.ends_with(".bin") && e.path() != written {
+                entries.push((modified, e.path()));
+            }
+        }
         entries.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, path) in entries.into_iter().skip(KEEP_ENTRIES - 1) {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// An entry is read only when this user wrote it: in a directory others
+/// can write to (`--cache-dir /tmp/…`), an entry planted under the
+/// expected name would otherwise decide which rules run.
+fn owned_by_us(file: &std::fs::File) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = file.metadata().map_err(|e| e.to_string())?.uid();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let us = unsafe { libc::geteuid() };
+        if owner != us {
+            return Err(format!("owned by user {owner}, not by this user ({us})"));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 /// Checks and decodes an entry file's bytes.
@@ -321,6 +362,26 @@ mod tests {
                 _ => panic!("expected damaged: {why}"),
             }
         }
+    }
+
+    #[test]
+    fn unfinished_writes_are_removed_once_an_hour_old() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = RuleCache::new(dir.path().to_path_buf());
+        let old = dir.path().join(".tmpOld123");
+        let fresh = dir.path().join(".tmpNew456");
+        for p in [&old, &fresh] {
+            std::fs::write(p, b"half an entry").expect("write");
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(two_hours_ago))
+            .expect("set mtime");
+        cache.put(&Key::new(&[], "s"), &entry()).expect("put");
+        assert!(!old.exists());
+        assert!(fresh.exists(), "another hunt may be writing it");
     }
 
     #[test]

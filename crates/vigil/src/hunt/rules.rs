@@ -43,11 +43,15 @@ impl HuntRules {
     /// summary's note about the cache.
     pub fn finish_writing(&mut self) {
         if let Some(writer) = self.writer.take() {
-            match writer.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self.note = Some(format!("not written: {e}")),
-                Err(_) => self.note = Some("not written: the writer panicked".into()),
-            }
+            let failed = match writer.join() {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => format!("not written: {e}"),
+                Err(_) => "not written: the writer panicked".to_string(),
+            };
+            self.note = Some(match self.note.take() {
+                Some(before) => format!("{before}; {failed}"),
+                None => failed,
+            });
         }
     }
 }
