@@ -367,6 +367,28 @@ detection:
         assert_eq!(loaded.rule(0).path.as_deref(), Some("t.yml"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Bytes changed anywhere decode to an error or to a rule set that
+        /// evaluates events without panicking (the cache's checksum is the
+        /// first line of defence; this is the second).
+        #[test]
+        fn changed_bytes_never_panic(
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), 1u8..=255), 1..4)
+        ) {
+            let mut bytes = postcard::to_allocvec(&set().snapshot()).expect("encode");
+            for (at, x) in flips {
+                let i = at % bytes.len();
+                bytes[i] ^= x;
+            }
+            if let Ok(snapshot) = postcard::from_bytes::<RuleSetSnapshot>(&bytes) {
+                if let Ok(loaded) = RuleSet::from_snapshot(snapshot) {
+                    let _ = matches(&loaded);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_damaged_snapshot_is_an_error_not_a_panic() {
         let mut snapshot = set().snapshot();
