@@ -248,7 +248,17 @@ pub(crate) fn eval_selection(sel: &Selection, fields: &[u32], view: &View<'_>) -
 
 pub(crate) fn eval_item(item: &Item, fields: &[u32], view: &View<'_>) -> bool {
     let v = &item.values;
+    // Most fields hold one value: resolve it once for all the patterns
+    // (an item may list dozens), not once per pattern.
+    let single = item.field.and_then(|l| {
+        let slot = view.slot(fields[l]);
+        (slot.state == SlotState::Present && slot.len == 1)
+            .then(|| view.scalar(&view.s.scalars[slot.start as usize]))
+    });
     let one = |p: &Pattern| -> bool {
+        if let (Some(s), false) = (single, matches!(p, Pattern::FieldRef { .. })) {
+            return p.matches(s);
+        }
         match item.field {
             None => view.all_scalars().any(|s| p.matches(s)),
             Some(l) => {
