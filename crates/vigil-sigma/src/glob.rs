@@ -365,6 +365,11 @@ impl StrMatcher {
 
 fn glob_match(segments: &[Segment], open_start: bool, open_end: bool, text: &str) -> bool {
     let n = segments.len();
+    if n == 0 {
+        // Never compiled so (that is `Exact("")` or `Any`), but a rule
+        // set loaded from a damaged snapshot must not panic.
+        return open_start || open_end || text.is_empty();
+    }
     let mut pos = 0;
     let mut first = 0;
     let mut last = n;

@@ -134,6 +134,9 @@ fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
             {
                 return bad("item's field index");
             }
+            if item.values.value_of.len() != item.values.patterns.len() {
+                return bad("item's values");
+            }
         }
     }
     let atoms = s.triggers.iter().flatten().flatten();
@@ -395,6 +398,32 @@ detection:
         snapshot.parts.variants[0].rule = 99;
         let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
         assert!(err.to_string().contains("variant's rule index"), "{err}");
+
+        let mut snapshot = set().snapshot();
+        let item = &mut snapshot.parts.rules[0].detection.selections[0].groups[0][0];
+        item.values.value_of.push(7);
+        let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
+        assert!(err.to_string().contains("item's values"), "{err}");
+
+        // A glob without segments is never compiled, but must not panic.
+        let mut snapshot = set().snapshot();
+        for rule in &mut snapshot.parts.rules {
+            for sel in &mut rule.detection.selections {
+                for item in sel.groups.iter_mut().flatten() {
+                    for p in &mut item.values.patterns {
+                        if let crate::pattern::Pattern::Str(sp) = p {
+                            sp.matcher = crate::glob::StrMatcher::Glob {
+                                segments: Vec::new(),
+                                open_start: false,
+                                open_end: false,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let loaded = RuleSet::from_snapshot(snapshot).expect("loads");
+        let _ = matches(&loaded);
 
         let bytes = postcard::to_allocvec(&set().snapshot()).expect("encode");
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
