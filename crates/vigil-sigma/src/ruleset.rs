@@ -17,7 +17,7 @@
 //! provably cannot match (tested against full evaluation).
 
 use crate::bucket::{build_automata, cond_trigger, Atom, Bucket, BucketPlan};
-pub use snapshot::{RuleSetSnapshot, SnapshotError, SNAPSHOT_FORMAT};
+pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_FORMAT};
 
 pub(crate) mod snapshot;
 pub use crate::eval::Scratch;
@@ -182,7 +182,7 @@ impl RuleSetBuilder {
                 unmapped,
                 prefilter: self.prefilter,
             },
-            &triggers,
+            triggers,
         )
     }
 }
@@ -221,9 +221,26 @@ struct Parts {
     prefilter: bool,
 }
 
+/// [`Parts`] borrowed from a rule set, written exactly as `Parts` is (the
+/// same fields in the same order), so that taking a snapshot copies
+/// nothing.
+#[derive(serde::Serialize)]
+struct PartsRef<'a> {
+    #[serde(with = "snapshot::chunked")]
+    rules: &'a [Rule],
+    #[serde(with = "snapshot::chunked")]
+    variants: &'a [Variant],
+    field_names: &'a [String],
+    channel: u32,
+    event_id: u32,
+    warnings: &'a [RuleError],
+    unmapped: &'a [usize],
+    prefilter: bool,
+}
+
 impl RuleSet {
     /// Builds the routes and their automata around `parts`.
-    fn assemble(parts: Parts, triggers: &[Option<Vec<Atom>>]) -> RuleSet {
+    fn assemble(parts: Parts, triggers: Vec<Option<Vec<Atom>>>) -> RuleSet {
         let Parts {
             rules,
             variants,
@@ -234,7 +251,7 @@ impl RuleSet {
             unmapped,
             prefilter,
         } = parts;
-        let routes = Routes::build(&variants, triggers, channel, event_id);
+        let routes = Routes::build(&variants, &triggers, channel, event_id);
         let fields = field_names
             .iter()
             .enumerate()
@@ -253,6 +270,7 @@ impl RuleSet {
                 warnings,
                 unmapped,
                 prefilter,
+                triggers,
             }),
         }
     }
@@ -348,7 +366,7 @@ struct Want {
 }
 
 /// One way a rule can apply: the rule under one log-source mapping entry.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Variant {
     rule: u32,
     /// The detection's local field index → global field id.
@@ -387,6 +405,8 @@ struct Inner {
     unmapped: Vec<usize>,
     /// Whether it was built with the prefilter (for its snapshot).
     prefilter: bool,
+    /// Per variant, its trigger (for its snapshot).
+    triggers: Vec<Option<Vec<Atom>>>,
 }
 
 /// A rule that matched an event.

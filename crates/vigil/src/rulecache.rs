@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use vigil_sigma::correlation::Correlation;
-use vigil_sigma::ruleset::{RuleSetSnapshot, SNAPSHOT_FORMAT};
+use vigil_sigma::ruleset::{RuleSetSnapshot, RuleSetSnapshotRef, SNAPSHOT_FORMAT};
 use vigil_sigma::{RuleError, RuleSet};
 
 const MAGIC: &[u8; 8] = b"VIGILRSC";
@@ -48,15 +48,25 @@ pub struct RuleCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key([u8; 32]);
 
-/// What a hunt keeps of its rules.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Entry {
+/// What a hunt keeps of its rules, as read back.
+#[derive(serde::Deserialize)]
+struct Entry {
+    set: RuleSetSnapshot,
+    correlations: Vec<Correlation>,
+    errors: Vec<RuleError>,
+    skipped: usize,
+}
+
+/// What a hunt keeps of its rules, borrowed for writing: the same fields
+/// in the same order as [`Entry`], so it writes the bytes `Entry` reads.
+#[derive(serde::Serialize)]
+pub struct EntryRef<'a> {
     /// The compiled rule set.
-    pub set: RuleSetSnapshot,
+    pub set: RuleSetSnapshotRef<'a>,
     /// Correlation rules, not compiled into the set.
-    pub correlations: Vec<Correlation>,
+    pub correlations: &'a [Correlation],
     /// Rules and files that did not load.
-    pub errors: Vec<RuleError>,
+    pub errors: &'a [RuleError],
     /// Rules left out by the selection.
     pub skipped: usize,
 }
@@ -201,7 +211,7 @@ impl RuleCache {
     ///
     /// # Errors
     /// When the directory cannot be created or the file written.
-    pub fn put(&self, key: &Key, entry: &Entry) -> Result<(), String> {
+    pub fn put(&self, key: &Key, entry: &EntryRef<'_>) -> Result<(), String> {
         let payload = postcard::to_allocvec(entry).map_err(|e| format!("encoding: {e}"))?;
         let mut bytes = Vec::with_capacity(HEADER + payload.len());
         bytes.extend_from_slice(MAGIC);
@@ -311,15 +321,19 @@ mod tests {
     use super::*;
     use vigil_sigma::{rule::parse_file, Placeholders, RuleSetBuilder};
 
-    fn entry() -> Entry {
+    fn set() -> RuleSet {
         let text = "title: t\nid: r1\nlogsource: {product: windows}\ndetection:\n  sel: {CommandLine|contains: whoami}\n  condition: sel\n";
         let (docs, _) = parse_file(Some("r.yml".into()), text, &Placeholders::new());
         let mut b = RuleSetBuilder::new();
         b.add_documents(docs);
-        Entry {
-            set: b.build().snapshot(),
-            correlations: Vec::new(),
-            errors: vec![RuleError::new(3, None, "broken")],
+        b.build()
+    }
+
+    fn entry<'a>(set: &'a RuleSet, errors: &'a [RuleError]) -> EntryRef<'a> {
+        EntryRef {
+            set: set.snapshot(),
+            correlations: &[],
+            errors,
             skipped: 2,
         }
     }
@@ -332,7 +346,8 @@ mod tests {
         std::fs::write(&rule, "x").expect("write");
         let key = Key::new(std::slice::from_ref(&rule), "settings");
         assert!(matches!(cache.get(&key), Lookup::Miss));
-        cache.put(&key, &entry()).expect("put");
+        let (set, errors) = (set(), vec![RuleError::new(3, None, "broken")]);
+        cache.put(&key, &entry(&set, &errors)).expect("put");
         match cache.get(&key) {
             Lookup::Hit(e) => {
                 assert_eq!(e.set.len(), 1);
@@ -379,7 +394,9 @@ mod tests {
             .open(&old)
             .and_then(|f| f.set_modified(two_hours_ago))
             .expect("set mtime");
-        cache.put(&Key::new(&[], "s"), &entry()).expect("put");
+        cache
+            .put(&Key::new(&[], "s"), &entry(&set(), &[]))
+            .expect("put");
         assert!(!old.exists());
         assert!(fresh.exists(), "another hunt may be writing it");
     }
@@ -390,7 +407,7 @@ mod tests {
         let cache = RuleCache::new(dir.path().to_path_buf());
         for i in 0..KEEP_ENTRIES + 3 {
             let key = Key::new(&[], &format!("settings {i}"));
-            cache.put(&key, &entry()).expect("put");
+            cache.put(&key, &entry(&set(), &[])).expect("put");
         }
         let n = std::fs::read_dir(dir.path()).expect("dir").count();
         assert_eq!(n, KEEP_ENTRIES);

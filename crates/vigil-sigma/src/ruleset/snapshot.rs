@@ -20,9 +20,8 @@
 //! damaged one gives an error rather than a panic in the cheap cases, but
 //! not every invariant of every compiled value is re-verified.
 
-use super::{triggers, Parts, RuleSet, Variant};
+use super::{Parts, PartsRef, RuleSet};
 use crate::bucket::{Atom, ANY_FIELD};
-use crate::rule::Rule;
 
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
@@ -39,36 +38,37 @@ pub struct RuleSetSnapshot {
     triggers: Vec<Option<Vec<Atom>>>,
 }
 
+/// A snapshot borrowed from a rule set, for writing: it serializes to
+/// exactly the bytes a [`RuleSetSnapshot`] is read from, without copying
+/// the rules first.
+#[derive(serde::Serialize)]
+pub struct RuleSetSnapshotRef<'a> {
+    parts: PartsRef<'a>,
+    #[serde(with = "chunked")]
+    triggers: &'a [Option<Vec<Atom>>],
+}
+
 /// Why a snapshot could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("rule-set snapshot is inconsistent: {0}")]
 pub struct SnapshotError(String);
 
 impl RuleSet {
-    /// A snapshot of this rule set (a copy of its rules; the triggers are
-    /// worked out again, on every core).
-    pub fn snapshot(&self) -> RuleSetSnapshot {
+    /// A snapshot of this rule set, to serialize.
+    pub fn snapshot(&self) -> RuleSetSnapshotRef<'_> {
         let inner = &*self.inner;
-        let rules: Vec<Rule> = inner.rules.clone();
-        let variants: Vec<Variant> = inner.variants.clone();
-        let triggers = triggers(
-            &rules,
-            &variants,
-            inner.prefilter,
-            [inner.channel, inner.event_id],
-        );
-        RuleSetSnapshot {
-            parts: Parts {
-                rules,
-                variants,
-                field_names: inner.field_names.clone(),
+        RuleSetSnapshotRef {
+            parts: PartsRef {
+                rules: &inner.rules,
+                variants: &inner.variants,
+                field_names: &inner.field_names,
                 channel: inner.channel,
                 event_id: inner.event_id,
-                warnings: inner.warnings.clone(),
-                unmapped: inner.unmapped.clone(),
+                warnings: &inner.warnings,
+                unmapped: &inner.unmapped,
                 prefilter: inner.prefilter,
             },
-            triggers,
+            triggers: &inner.triggers,
         }
     }
 
@@ -80,7 +80,7 @@ impl RuleSet {
     pub fn from_snapshot(snapshot: RuleSetSnapshot) -> Result<RuleSet, SnapshotError> {
         check(&snapshot)?;
         let RuleSetSnapshot { parts, triggers } = snapshot;
-        Ok(RuleSet::assemble(parts, &triggers))
+        Ok(RuleSet::assemble(parts, triggers))
     }
 }
 
@@ -294,6 +294,12 @@ detection:
   condition: keywords or sel
 "#;
 
+    /// A snapshot of `set` as a cache reads it back.
+    fn owned(set: &RuleSet) -> RuleSetSnapshot {
+        let bytes = postcard::to_allocvec(&set.snapshot()).expect("encode");
+        postcard::from_bytes(&bytes).expect("decode")
+    }
+
     fn set() -> RuleSet {
         let (docs, errors) = parse_file(Some("t.yml".into()), RULES, &Placeholders::new());
         assert!(errors.is_empty(), "{errors:?}");
@@ -394,19 +400,19 @@ detection:
 
     #[test]
     fn a_damaged_snapshot_is_an_error_not_a_panic() {
-        let mut snapshot = set().snapshot();
+        let mut snapshot = owned(&set());
         snapshot.parts.variants[0].rule = 99;
         let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
         assert!(err.to_string().contains("variant's rule index"), "{err}");
 
-        let mut snapshot = set().snapshot();
+        let mut snapshot = owned(&set());
         let item = &mut snapshot.parts.rules[0].detection.selections[0].groups[0][0];
         item.values.value_of.push(7);
         let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
         assert!(err.to_string().contains("item's values"), "{err}");
 
         // A glob without segments is never compiled, but must not panic.
-        let mut snapshot = set().snapshot();
+        let mut snapshot = owned(&set());
         for rule in &mut snapshot.parts.rules {
             for sel in &mut rule.detection.selections {
                 for item in sel.groups.iter_mut().flatten() {

@@ -10,7 +10,7 @@
 
 use super::select::{RuleSelection, Selector};
 use crate::load::RuleOptions;
-use crate::rulecache::{Entry, Key, Lookup, RuleCache};
+use crate::rulecache::{EntryRef, Key, Lookup, RuleCache};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -135,10 +135,10 @@ impl Plan {
                 let entry_correlations = correlations.clone();
                 let entry_errors = file_errors.clone();
                 Some(std::thread::spawn(move || {
-                    let entry = Entry {
+                    let entry = EntryRef {
                         set: entry_set.snapshot(),
-                        correlations: entry_correlations,
-                        errors: entry_errors,
+                        correlations: &entry_correlations,
+                        errors: &entry_errors,
                         skipped,
                     };
                     cache.put(&key, &entry)
