@@ -215,11 +215,18 @@ fn compile_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// `items.iter().map(f).collect()`, on every core, in order. Working out
-/// the triggers of thousands of rule variants is a tenth of compiling the
-/// SigmaHQ rules, and each variant is independent.
-pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
-    let threads = compile_threads().min(items.len() / 64).max(1);
+/// `items.iter().map(f).collect()`, on every core, in order, giving each
+/// thread at least `min_per_thread` items. Working out the triggers of
+/// thousands of rule variants is a tenth of compiling the SigmaHQ rules,
+/// and each variant is independent.
+pub(crate) fn par_map<T: Sync, U: Send>(
+    items: &[T],
+    min_per_thread: usize,
+    f: impl Fn(&T) -> U + Sync,
+) -> Vec<U> {
+    let threads = compile_threads()
+        .min(items.len() / min_per_thread.max(1))
+        .max(1);
     if threads == 1 {
         return items.iter().map(f).collect();
     }

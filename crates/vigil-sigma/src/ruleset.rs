@@ -180,7 +180,6 @@ impl RuleSetBuilder {
                 event_id,
                 warnings,
                 unmapped,
-                prefilter: self.prefilter,
             },
             triggers,
         )
@@ -194,7 +193,7 @@ fn triggers(
     prefilter: bool,
     routing: [u32; 2],
 ) -> Vec<Option<Vec<Atom>>> {
-    crate::bucket::par_map(variants, |v| {
+    crate::bucket::par_map(variants, 64, |v| {
         if !prefilter {
             return None;
         }
@@ -218,7 +217,6 @@ struct Parts {
     event_id: u32,
     warnings: Vec<RuleError>,
     unmapped: Vec<usize>,
-    prefilter: bool,
 }
 
 /// [`Parts`] borrowed from a rule set, written exactly as `Parts` is (the
@@ -235,7 +233,6 @@ struct PartsRef<'a> {
     event_id: u32,
     warnings: &'a [RuleError],
     unmapped: &'a [usize],
-    prefilter: bool,
 }
 
 impl RuleSet {
@@ -249,7 +246,6 @@ impl RuleSet {
             event_id,
             warnings,
             unmapped,
-            prefilter,
         } = parts;
         let routes = Routes::build(&variants, &triggers, channel, event_id);
         let fields = field_names
@@ -269,7 +265,6 @@ impl RuleSet {
                 event_id,
                 warnings,
                 unmapped,
-                prefilter,
                 triggers,
             }),
         }
@@ -403,8 +398,6 @@ struct Inner {
     warnings: Vec<RuleError>,
     /// Rules of [`RuleSet::unmapped`].
     unmapped: Vec<usize>,
-    /// Whether it was built with the prefilter (for its snapshot).
-    prefilter: bool,
     /// Per variant, its trigger (for its snapshot).
     triggers: Vec<Option<Vec<Atom>>>,
 }

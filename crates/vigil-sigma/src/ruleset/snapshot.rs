@@ -26,7 +26,7 @@ use crate::bucket::{Atom, ANY_FIELD};
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
 /// self-describing, so a stale layout might otherwise decode as garbage).
-pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// A compiled rule set, ready to serialize (with serde: the cache uses
 /// postcard) and to load back with [`RuleSet::from_snapshot`].
@@ -66,7 +66,6 @@ impl RuleSet {
                 event_id: inner.event_id,
                 warnings: &inner.warnings,
                 unmapped: &inner.unmapped,
-                prefilter: inner.prefilter,
             },
             triggers: &inner.triggers,
         }
@@ -205,35 +204,9 @@ pub(crate) mod chunked {
         D: Deserializer<'de>,
     {
         let chunks = <Vec<Bytes<'de>>>::deserialize(d)?;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(chunks.len())
-            .max(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let decode = || {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(chunk) = chunks.get(i) else { break };
-                out.push((i, postcard::from_bytes::<Vec<T>>(&chunk.0)));
-            }
-            out
-        };
-        let mut decoded: Vec<(usize, Result<Vec<T>, postcard::Error>)> =
-            std::thread::scope(|scope| {
-                let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(decode)).collect();
-                let mut all = decode();
-                for h in helpers {
-                    match h.join() {
-                        Ok(part) => all.extend(part),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                }
-                all
-            });
-        decoded.sort_by_key(|(i, _)| *i);
+        let decoded = crate::bucket::par_map(&chunks, 1, |c| postcard::from_bytes::<Vec<T>>(&c.0));
         let mut items = Vec::new();
-        for (_, part) in decoded {
+        for part in decoded {
             items.extend(part.map_err(serde::de::Error::custom)?);
         }
         Ok(items)

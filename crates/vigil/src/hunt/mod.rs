@@ -110,7 +110,9 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         window: Window::new(args.from.as_deref(), args.to.as_deref())?,
         span: TimeSpan::default(),
     });
-    let rule_paths = if args.rules.is_empty() && !args.parse_only {
+    let rule_paths = if args.parse_only {
+        Vec::new()
+    } else if args.rules.is_empty() {
         let dir = args.data_dir.join("rules");
         anyhow::ensure!(
             dir.is_dir(),
@@ -126,12 +128,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         (Some(dir), false) => Some(RuleCache::new(dir.clone())),
         (None, false) => RuleCache::default_dir().map(RuleCache::new),
     };
-    let rule_paths = if args.parse_only {
-        Vec::new()
-    } else {
-        rule_paths
-    };
-    let mut rules = rules::Plan::new(&rule_paths, &args.select, &args.options, cache)?.load();
+    let mut rules = rules::load(&rule_paths, &args.select, &args.options, cache)?;
     let set = rules.set.clone();
     // The process ends with the hunt: freeing thousands of compiled rules
     // and their automata one by one would only delay the exit (~5 ms with
@@ -238,10 +235,8 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     summary.elapsed = started.elapsed();
     summary.rules_loading = rules.timing;
     rules.finish_writing();
-    summary.rule_cache = match (rules.cached, rules.note) {
-        (true, _) => Some("loaded from it".to_string()),
-        (false, note) => note,
-    };
+    summary.rules_cached = rules.cached;
+    summary.rule_cache = rules.note;
     summary.window = shared.time.window.as_ref().map(Window::describe);
     summary.span = shared.time.span.bounds();
     summary.repeats = shared.dedup.map(|d| d.into_inner().expect("dedup").repeats);

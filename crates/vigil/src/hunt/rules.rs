@@ -8,7 +8,7 @@
 //! 2 cores the hunt was no faster (`compare-hunt.sh`, 21 runs: 93.8 vs
 //! 91.8 ms on the 1× corpus), so the hunt loads first.
 
-use super::select::{RuleSelection, Selector};
+use super::select::RuleSelection;
 use crate::load::RuleOptions;
 use crate::rulecache::{EntryRef, Key, Lookup, RuleCache};
 use std::path::PathBuf;
@@ -56,106 +56,78 @@ impl HuntRules {
     }
 }
 
-/// What loading the rules needs, checked before the hunt starts: options
-/// that are wrong stop the hunt before any input is read.
-pub(super) struct Plan {
-    paths: Vec<PathBuf>,
-    select: Selector,
-    placeholders: vigil_sigma::Placeholders,
-    map: vigil_sigma::LogSourceMap,
+/// Loads and compiles the rules under `paths`, through `cache` when
+/// given. Wrong options (a placeholder or mapping file that does not
+/// read, an unknown level) are an error; rules that do not load are
+/// errors in the result.
+pub(super) fn load(
+    paths: &[PathBuf],
+    select: &RuleSelection,
+    options: &RuleOptions,
     cache: Option<RuleCache>,
-}
-
-impl Plan {
-    /// Reads the placeholder and mapping files and checks the selection.
-    pub fn new(
-        paths: &[PathBuf],
-        select: &RuleSelection,
-        options: &RuleOptions,
-        cache: Option<RuleCache>,
-    ) -> anyhow::Result<Plan> {
-        Ok(Plan {
-            paths: paths.to_vec(),
-            select: select.selector()?,
-            placeholders: options.placeholders()?,
-            map: options.logsource_map()?,
-            cache,
+) -> anyhow::Result<HuntRules> {
+    let started = Instant::now();
+    let select = select.selector()?;
+    let placeholders = options.placeholders()?;
+    let map = options.logsource_map()?;
+    let (files, mut errors) = rule_files(paths);
+    let cache = cache.map(|cache| {
+        let mut sorted: Vec<_> = placeholders.iter().collect();
+        sorted.sort();
+        let settings = format!("{paths:?}\n{select:?}\n{sorted:?}\n{map:?}");
+        (cache, Key::new(&files, &settings))
+    });
+    let mut note = None;
+    if let Some((cache, key)) = &cache {
+        match cache.get(key) {
+            Lookup::Hit(entry) => {
+                errors.extend(entry.errors);
+                return Ok(HuntRules {
+                    set: entry.set,
+                    correlations: entry.correlations,
+                    errors,
+                    skipped: entry.skipped,
+                    timing: (started.elapsed(), Duration::ZERO),
+                    cached: true,
+                    note: None,
+                    writer: None,
+                });
+            }
+            Lookup::Miss => {}
+            Lookup::Damaged(why) => note = Some(format!("rebuilt an unusable entry ({why})")),
+        }
+    }
+    let (docs, file_errors) = load_rule_files(&files, &placeholders);
+    let read = started.elapsed();
+    let (docs, skipped) = select.apply(docs);
+    let (docs, correlations) = vigil_sigma::correlation::split(docs);
+    let mut builder = RuleSetBuilder::new();
+    builder.logsources(map);
+    builder.add_documents(docs);
+    let set = builder.finish();
+    let writer = cache.map(|(cache, key)| {
+        let entry_set = set.clone();
+        let entry_correlations = correlations.clone();
+        let entry_errors = file_errors.clone();
+        std::thread::spawn(move || {
+            let entry = EntryRef {
+                set: entry_set.snapshot(),
+                correlations: &entry_correlations,
+                errors: &entry_errors,
+                skipped,
+            };
+            cache.put(&key, &entry)
         })
-    }
-
-    /// Loads and compiles the rules, through the cache when there is one.
-    /// Rules that do not load are errors in the result, not a failure.
-    pub fn load(self) -> HuntRules {
-        let started = Instant::now();
-        let Plan {
-            paths,
-            select,
-            placeholders,
-            map,
-            cache,
-        } = self;
-        let (files, mut errors) = rule_files(&paths);
-        let mut note = None;
-        let key = cache.as_ref().map(|_| {
-            let mut sorted: Vec<_> = placeholders.iter().collect();
-            sorted.sort();
-            let settings = format!("{paths:?}\n{select:?}\n{sorted:?}\n{map:?}");
-            Key::new(&files, &settings)
-        });
-        if let (Some(cache), Some(key)) = (&cache, &key) {
-            match cache.get(key) {
-                Lookup::Hit(entry) => {
-                    errors.extend(entry.errors);
-                    return HuntRules {
-                        set: entry.set,
-                        correlations: entry.correlations,
-                        errors,
-                        skipped: entry.skipped,
-                        timing: (started.elapsed(), Duration::ZERO),
-                        cached: true,
-                        note: None,
-                        writer: None,
-                    };
-                }
-                Lookup::Miss => {}
-                Lookup::Damaged(why) => note = Some(format!("rebuilt an unusable entry ({why})")),
-            }
-        }
-        let (docs, file_errors) = load_rule_files(&files, &placeholders);
-        let read = started.elapsed();
-        let (docs, skipped) = select.apply(docs);
-        let (docs, correlations) = vigil_sigma::correlation::split(docs);
-        let mut builder = RuleSetBuilder::new();
-        builder.logsources(map);
-        builder.add_documents(docs);
-        let set = builder.finish();
-        let writer = match (cache, key) {
-            (Some(cache), Some(key)) => {
-                let entry_set = set.clone();
-                let entry_correlations = correlations.clone();
-                let entry_errors = file_errors.clone();
-                Some(std::thread::spawn(move || {
-                    let entry = EntryRef {
-                        set: entry_set.snapshot(),
-                        correlations: &entry_correlations,
-                        errors: &entry_errors,
-                        skipped,
-                    };
-                    cache.put(&key, &entry)
-                }))
-            }
-            _ => None,
-        };
-        errors.extend(file_errors);
-        HuntRules {
-            set,
-            correlations,
-            errors,
-            skipped,
-            timing: (read, started.elapsed() - read),
-            cached: false,
-            note,
-            writer,
-        }
-    }
+    });
+    errors.extend(file_errors);
+    Ok(HuntRules {
+        set,
+        correlations,
+        errors,
+        skipped,
+        timing: (read, started.elapsed() - read),
+        cached: false,
+        note,
+        writer,
+    })
 }

@@ -84,6 +84,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Of `elapsed`: reading the rules, then compiling them.
     pub rules_loading: (Duration, Duration),
+    /// Whether the rules were loaded from the compiled-rule cache.
+    pub rules_cached: bool,
     /// What became of the compiled-rule cache, when there is something
     /// to say.
     pub rule_cache: Option<String>,
@@ -130,6 +132,7 @@ impl Summary {
             events: 0,
             elapsed: Duration::ZERO,
             rules_loading: (Duration::ZERO, Duration::ZERO),
+            rules_cached: false,
             rule_cache: None,
             window: None,
             span: None,
@@ -355,26 +358,23 @@ impl Summary {
             self.events as f64 / secs
         );
         let (read, compile) = self.rules_loading;
-        match self.rule_cache.as_deref() {
-            Some(cache @ "loaded from it") => {
-                let _ = writeln!(
-                    s,
-                    "of which loading rules: {:.3} s (compiled-rule cache: {cache})",
-                    read.as_secs_f64()
-                );
-            }
-            cache => {
-                let _ = writeln!(
-                    s,
-                    "of which loading rules: {:.3} s (reading {:.3} s, compiling {:.3} s)",
-                    (read + compile).as_secs_f64(),
-                    read.as_secs_f64(),
-                    compile.as_secs_f64()
-                );
-                if let Some(cache) = cache {
-                    let _ = writeln!(s, "compiled-rule cache: {cache}");
-                }
-            }
+        let _ = if self.rules_cached {
+            writeln!(
+                s,
+                "of which loading rules: {:.3} s (compiled-rule cache: loaded from it)",
+                read.as_secs_f64()
+            )
+        } else {
+            writeln!(
+                s,
+                "of which loading rules: {:.3} s (reading {:.3} s, compiling {:.3} s)",
+                (read + compile).as_secs_f64(),
+                read.as_secs_f64(),
+                compile.as_secs_f64()
+            )
+        };
+        if let Some(note) = &self.rule_cache {
+            let _ = writeln!(s, "compiled-rule cache: {note}");
         }
         s
     }
