@@ -152,9 +152,12 @@ impl BucketPlan {
             .filter(|set| !set.is_empty())
     }
 
-    /// Builds the bucket from automata built by [`build_automata`].
-    /// `next_pattern` numbers patterns globally.
-    pub fn finish(self, automata: &Automata, next_pattern: &mut u32) -> Bucket {
+    /// Builds the bucket from automata built by [`build_automata`], with
+    /// its patterns numbered from 0, and says how many it numbered:
+    /// buckets are finished in parallel, then [`Bucket::number_from`]
+    /// numbers them globally.
+    pub fn finish(self, automata: &Automata) -> (Bucket, u32) {
+        let mut next_pattern = 0u32;
         let BucketPlan { mut always, fields } = self;
         let mut scans = Vec::with_capacity(fields.len());
         for plan in fields {
@@ -195,16 +198,16 @@ impl BucketPlan {
                 field,
                 ac,
                 keyed,
-                base: *next_pattern,
+                base: next_pattern,
                 variants,
                 few,
                 packed,
             });
-            *next_pattern += literals.len() as u32;
+            next_pattern += literals.len() as u32;
         }
         always.sort_unstable();
         always.dedup();
-        Bucket { always, scans }
+        (Bucket { always, scans }, next_pattern)
     }
 }
 
@@ -224,17 +227,33 @@ pub(crate) fn par_map<T: Sync, U: Send>(
     min_per_thread: usize,
     f: impl Fn(&T) -> U + Sync,
 ) -> Vec<U> {
+    par_map_owned(items.iter().collect(), min_per_thread, f)
+}
+
+/// [`par_map`] taking the items.
+pub(crate) fn par_map_owned<T: Send, U: Send>(
+    mut items: Vec<T>,
+    min_per_thread: usize,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
     let threads = compile_threads()
         .min(items.len() / min_per_thread.max(1))
         .max(1);
     if threads == 1 {
-        return items.iter().map(f).collect();
+        return items.into_iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    while items.len() > chunk {
+        let rest = items.split_off(chunk);
+        parts.push(std::mem::replace(&mut items, rest));
+    }
+    parts.push(items);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<U>>()))
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<U>>()))
             .collect();
         handles
             .into_iter()
@@ -294,6 +313,13 @@ pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a [String]>) -> Au
 }
 
 impl Bucket {
+    /// Numbers this bucket's patterns from `first` on, not from 0.
+    pub fn number_from(&mut self, first: u32) {
+        for scan in &mut self.scans {
+            scan.base += first;
+        }
+    }
+
     /// Appends to `s.candidates` every variant of this bucket that could
     /// match the prepared event (each once per event).
     pub fn candidates(&self, s: &mut Scratch) {

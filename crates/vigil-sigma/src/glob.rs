@@ -91,7 +91,9 @@ enum Piece {
 #[derive(Debug, Clone)]
 pub struct LazyFinder {
     needle: String,
-    finder: std::sync::OnceLock<memmem::Finder<'static>>,
+    /// Boxed: a built finder is ~300 bytes, and a rule set holds tens of
+    /// thousands of needles of which a hunt builds a few hundred.
+    finder: std::sync::OnceLock<Box<memmem::Finder<'static>>>,
 }
 
 impl LazyFinder {
@@ -105,7 +107,7 @@ impl LazyFinder {
     /// The byte offset of the first occurrence of the needle in `hay`.
     fn find(&self, hay: &[u8]) -> Option<usize> {
         self.finder
-            .get_or_init(|| memmem::Finder::new(self.needle.as_bytes()).into_owned())
+            .get_or_init(|| Box::new(memmem::Finder::new(self.needle.as_bytes()).into_owned()))
             .find(hay)
     }
 
@@ -199,7 +201,7 @@ pub enum StrMatcher {
     /// The text ends with this.
     Suffix(String),
     /// The text contains this.
-    Contains(Box<LazyFinder>),
+    Contains(LazyFinder),
     /// Anything else: `*`-separated segments; the first is anchored at the
     /// start and the last at the end.
     Glob {
@@ -275,7 +277,7 @@ impl StrMatcher {
             (1, false, false, Some(t)) => StrMatcher::Exact(t),
             (1, false, true, Some(t)) => StrMatcher::Prefix(t),
             (1, true, false, Some(t)) => StrMatcher::Suffix(t),
-            (1, true, true, Some(t)) => StrMatcher::Contains(Box::new(LazyFinder::new(t))),
+            (1, true, true, Some(t)) => StrMatcher::Contains(LazyFinder::new(t)),
             (_, _, _, Some(t)) => {
                 // Only reachable with one bare text segment, all handled
                 // above; keep the text rather than lose it.
@@ -321,7 +323,7 @@ impl StrMatcher {
             (false, false) => StrMatcher::Exact(text),
             (false, true) => StrMatcher::Prefix(text),
             (true, false) => StrMatcher::Suffix(text),
-            (true, true) => StrMatcher::Contains(Box::new(LazyFinder::new(text))),
+            (true, true) => StrMatcher::Contains(LazyFinder::new(text)),
         })
     }
 

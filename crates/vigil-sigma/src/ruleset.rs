@@ -438,6 +438,10 @@ struct ChannelRoute {
 /// any event ID.
 type ChannelVariants = (FxHashMap<i64, Vec<u32>>, Vec<u32>);
 
+/// A channel's buckets in a fixed order: the channel, its variants by
+/// event ID (sorted by ID), its variants for any event ID.
+type ChannelBuckets = (String, Vec<(i64, Vec<u32>)>, Vec<u32>);
+
 impl Routes {
     fn build(
         variants: &[Variant],
@@ -474,59 +478,75 @@ impl Routes {
                 }
             }
         }
-        // Plan every bucket, build all automata at once, then assemble in
-        // a fixed order (pattern numbers must not depend on threads).
-        let mut channel_plans = Vec::new();
-        for (ch, (by_id, any)) in by_channel {
-            let mut ids_plans = Vec::new();
-            for (id, mut ids) in by_id {
-                ids.sort_unstable();
-                ids.dedup();
-                ids_plans.push((id, BucketPlan::new(&ids, triggers)));
-            }
-            ids_plans.sort_by_key(|(id, _)| *id);
-            channel_plans.push((ch, ids_plans, BucketPlan::new(&any, triggers)));
-        }
-        channel_plans.sort_by(|a, b| a.0.cmp(&b.0));
+        // Every bucket's variants, in a fixed order: pattern numbers must
+        // not depend on threads.
+        let mut channel_ids: Vec<ChannelBuckets> = by_channel
+            .into_iter()
+            .map(|(ch, (by_id, any))| {
+                let mut ids: Vec<(i64, Vec<u32>)> = by_id
+                    .into_iter()
+                    .map(|(id, mut ids)| {
+                        ids.sort_unstable();
+                        ids.dedup();
+                        (id, ids)
+                    })
+                    .collect();
+                ids.sort_by_key(|(id, _)| *id);
+                (ch, ids, any)
+            })
+            .collect();
+        channel_ids.sort_by(|a, b| a.0.cmp(&b.0));
         let mut products: Vec<&str> = generic
             .iter()
             .filter_map(|&v| variants[v as usize].product.as_deref())
             .collect();
         products.sort_unstable();
         products.dedup();
-        let mut generic_plans = Vec::new();
-        for p in products {
-            let ids: Vec<u32> = generic
-                .iter()
-                .copied()
-                .filter(|&v| variants[v as usize].product.as_deref() == Some(p))
-                .collect();
-            generic_plans.push((p.to_string(), BucketPlan::new(&ids, triggers)));
-        }
-        generic_plans.push((String::new(), BucketPlan::new(&generic, triggers)));
-        let automata = build_automata(
-            channel_plans
-                .iter()
-                .flat_map(|(_, ids, any)| ids.iter().map(|(_, p)| p).chain(std::iter::once(any)))
-                .chain(generic_plans.iter().map(|(_, p)| p))
-                .flat_map(|p| p.literal_sets()),
-        );
+        let mut generic_ids: Vec<(String, Vec<u32>)> = products
+            .into_iter()
+            .map(|p| {
+                let ids = generic
+                    .iter()
+                    .copied()
+                    .filter(|&v| variants[v as usize].product.as_deref() == Some(p))
+                    .collect();
+                (p.to_string(), ids)
+            })
+            .collect();
+        generic_ids.push((String::new(), generic));
+        let buckets: Vec<&[u32]> = channel_ids
+            .iter()
+            .flat_map(|(_, ids, any)| ids.iter().map(|(_, v)| &v[..]).chain([&any[..]]))
+            .chain(generic_ids.iter().map(|(_, v)| &v[..]))
+            .collect();
+        // Planning, building the automata and finishing each bucket are
+        // independent per bucket (the automata per distinct literal set):
+        // all on every core, they were a third of loading a cached set.
+        let plans = crate::bucket::par_map(&buckets, 8, |ids| BucketPlan::new(ids, triggers));
+        let automata = build_automata(plans.iter().flat_map(|p| p.literal_sets()));
+        let finished = crate::bucket::par_map_owned(plans, 8, |p| p.finish(&automata));
         let mut next = 0u32;
+        let mut finished = finished.into_iter().map(|(mut bucket, n)| {
+            bucket.number_from(next);
+            next += n;
+            bucket
+        });
         let mut channels = FxHashMap::default();
-        for (ch, ids_plans, any) in channel_plans {
+        for (ch, ids, _) in channel_ids {
             let mut route = ChannelRoute::default();
-            for (id, plan) in ids_plans {
+            for (id, _) in ids {
                 route
                     .by_event_id
-                    .insert(id, plan.finish(&automata, &mut next));
+                    .insert(id, finished.next().expect("a bucket per plan"));
             }
-            route.any = any.finish(&automata, &mut next);
+            route.any = finished.next().expect("a bucket per plan");
             channels.insert(ch, route);
         }
         let mut generic_buckets = FxHashMap::default();
-        for (p, plan) in generic_plans {
-            generic_buckets.insert(p, plan.finish(&automata, &mut next));
+        for (p, _) in generic_ids {
+            generic_buckets.insert(p, finished.next().expect("a bucket per plan"));
         }
+        drop(finished);
         Routes {
             channels,
             generic: generic_buckets,

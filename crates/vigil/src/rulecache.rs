@@ -99,8 +99,7 @@ impl Key {
     /// `stat`ed: one that cannot be still takes part, by its path and
     /// error, so that it fails to load the same way.
     pub fn new(files: &[PathBuf], settings: &str) -> Key {
-        use rayon::prelude::*;
-        let stamps: Vec<String> = files.par_iter().map(|f| stamp(f)).collect();
+        let stamps = stamps(files);
         let mut h = Sha256::new();
         h.update(format!("vigil {FILE_FORMAT} {SNAPSHOT_FORMAT}\n").as_bytes());
         h.update(executable_stamp().as_bytes());
@@ -118,6 +117,88 @@ impl Key {
 
     fn hex(&self) -> String {
         self.0[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The stamps of `files`, on every core. On Unix each file is `stat`ed
+/// relative to its directory, opened once for the run of files it holds
+/// (the paths come sorted, a directory's files together): the kernel then
+/// looks up one name instead of walking the whole path from the root,
+/// which was most of the cost of `stat`ing thousands of rule files.
+fn stamps(files: &[PathBuf]) -> Vec<String> {
+    use rayon::prelude::*;
+    #[cfg(unix)]
+    {
+        files
+            .par_chunks(128)
+            .flat_map_iter(|chunk| {
+                let mut dir = unix_stat::DirCache::default();
+                chunk
+                    .iter()
+                    .map(move |f| match dir.stat(f) {
+                        Some(st) => unix_stat::stamp(f, st),
+                        None => stamp(f),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+    #[cfg(not(unix))]
+    files.par_iter().map(|f| stamp(f)).collect()
+}
+
+/// `stat` relative to an open directory.
+#[cfg(unix)]
+mod unix_stat {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    use std::path::{Path, PathBuf};
+
+    /// The directory of the last file `stat`ed, kept open.
+    #[derive(Default)]
+    pub struct DirCache {
+        open: Option<(PathBuf, std::fs::File)>,
+    }
+
+    impl DirCache {
+        /// `stat(2)` of `path` (following symbolic links, as
+        /// `std::fs::metadata` does); `None` when it fails, or the
+        /// directory does not open, for the caller to do it the usual way
+        /// and report the error as it would.
+        pub fn stat(&mut self, path: &Path) -> Option<libc::stat> {
+            let (parent, name) = (path.parent()?, path.file_name()?);
+            if parent.as_os_str().is_empty() {
+                return None;
+            }
+            if self.open.as_ref().is_none_or(|(p, _)| p != parent) {
+                self.open = Some((parent.to_path_buf(), std::fs::File::open(parent).ok()?));
+            }
+            let (_, dir) = self.open.as_ref()?;
+            let name = CString::new(name.as_bytes()).ok()?;
+            // SAFETY: an all-zero `stat` is a valid value of this plain C
+            // struct; fstatat writes it whole on success.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: the directory descriptor is open for the call, the
+            // name is NUL-terminated and `st` is a valid place to write.
+            let rc = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) };
+            (rc == 0).then_some(st)
+        }
+    }
+
+    /// The same text as [`super::stamp`] gives for the same file.
+    pub fn stamp(path: &Path, st: libc::stat) -> String {
+        let mtime = (st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128).max(0);
+        format!(
+            "{}\0{} {} {}.{} {} {}\n",
+            path.to_string_lossy(),
+            st.st_size,
+            mtime,
+            st.st_ctime,
+            st.st_ctime_nsec,
+            st.st_ino,
+            st.st_dev
+        )
     }
 }
 
@@ -411,5 +492,42 @@ mod tests {
         }
         let n = std::fs::read_dir(dir.path()).expect("dir").count();
         assert_eq!(n, KEEP_ENTRIES);
+    }
+
+    #[test]
+    fn stamps_relative_to_a_directory_equal_those_of_the_full_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let mut files = Vec::new();
+        for (d, name) in [
+            (dir.path(), "a.yml"),
+            (&*sub, "b.yml"),
+            (dir.path(), "c.yml"),
+        ] {
+            let f = d.join(name);
+            std::fs::write(&f, name).expect("write");
+            files.push(f);
+        }
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.yml");
+            std::os::unix::fs::symlink(&files[1], &link).expect("symlink");
+            files.push(link);
+            let dangling = dir.path().join("dangling.yml");
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("symlink");
+            files.push(dangling);
+        }
+        files.push(dir.path().join("missing.yml"));
+        files.push(PathBuf::from("relative-and-missing.yml"));
+        let expected: Vec<String> = files.iter().map(|f| stamp(f)).collect();
+        assert_eq!(stamps(&files), expected);
+        // The symbolic link is followed: its stamp is its target's.
+        #[cfg(unix)]
+        assert_eq!(
+            expected[3].split('\0').nth(1),
+            expected[1].split('\0').nth(1)
+        );
+        assert!(expected.last().expect("one").contains("error"));
     }
 }
