@@ -8,7 +8,7 @@
 //! string, `i` without `re`) are refused with a reason.
 
 use crate::glob::{self, Tok};
-use crate::pattern::{CmpOp, Pattern, StrPattern, TimePart};
+use crate::pattern::{CmpOp, Pattern, RuleRegex, StrPattern, TimePart};
 use base64::Engine as _;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -267,7 +267,7 @@ pub fn compile_values(
             let re = build_regex(&source)
                 .map_err(|e| format!("invalid regular expression '{text}': {e}"))?;
             let literals = regex_literals(&pcre, has(ReI), has(ReM), has(ReS));
-            patterns.push(Pattern::Regex(re, literals));
+            patterns.push(Pattern::Regex(RuleRegex::compiled(re), literals));
         }
         return Ok(CompiledValues::new(patterns, all, negate));
     }

@@ -9,7 +9,8 @@
 //! and every trigger — so that a cache (the caller's business: this crate
 //! does no I/O) can skip it. Only the routes and their Aho-Corasick
 //! automata are rebuilt on load, because `aho-corasick` cannot serialize
-//! an automaton; regular expressions are recompiled from their text.
+//! an automaton; regular expressions are compiled again from their text,
+//! each when first used ([`crate::pattern::RuleRegex`]).
 //!
 //! Invariant: a rule set loaded from a snapshot evaluates every event
 //! exactly as the set the snapshot was taken of (tested below and in the
@@ -210,21 +211,6 @@ pub(crate) mod chunked {
             items.extend(part.map_err(serde::de::Error::custom)?);
         }
         Ok(items)
-    }
-}
-
-/// Serde for a compiled regular expression: its text, flags inline
-/// ([`crate::modifier`] builds every rule's regex that way).
-pub(crate) mod regex_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(re: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(re.as_str())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<regex::Regex, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        crate::modifier::build_regex(&text).map_err(serde::de::Error::custom)
     }
 }
 
