@@ -263,15 +263,9 @@ fn measure(cmd: &mut std::process::Command) -> anyhow::Result<Run> {
     })
 }
 
-fn median_run(
-    repeat: usize,
-    mut make: impl FnMut() -> std::process::Command,
-) -> anyhow::Result<Run> {
-    let mut runs = Vec::new();
-    for _ in 0..repeat.max(1) {
-        runs.push(measure(&mut make())?);
-    }
-    Ok(median(runs))
+fn median_run(repeat: usize, make: impl Fn() -> std::process::Command) -> anyhow::Result<Run> {
+    let mut runs = median_runs(repeat, &[&make])?;
+    Ok(runs.remove(0))
 }
 
 /// Runs every command `repeat` times, round-robin (so the machine's noise

@@ -136,7 +136,7 @@ fn stamps(files: &[PathBuf]) -> Vec<String> {
                 chunk
                     .iter()
                     .map(move |f| match dir.stat(f) {
-                        Some(st) => unix_stat::stamp(f, st),
+                        Some(st) => stamp_line(f, Ok(st)),
                         None => stamp(f),
                     })
                     .collect::<Vec<_>>()
@@ -147,9 +147,69 @@ fn stamps(files: &[PathBuf]) -> Vec<String> {
     files.par_iter().map(|f| stamp(f)).collect()
 }
 
+/// What of a file's metadata changes when its content may have.
+struct FileStamp {
+    len: u64,
+    /// Modification time, nanoseconds since the epoch (0 before it).
+    modified_ns: i128,
+    /// Change time (seconds, nanoseconds), inode and device.
+    #[cfg(unix)]
+    unix: (i64, i64, u64, u64),
+}
+
+impl From<&std::fs::Metadata> for FileStamp {
+    fn from(m: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileStamp {
+                len: m.len(),
+                modified_ns: (i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()))
+                    .max(0),
+                unix: (m.ctime(), m.ctime_nsec(), m.ino(), m.dev()),
+            }
+        }
+        #[cfg(not(unix))]
+        FileStamp {
+            len: m.len(),
+            modified_ns: m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128),
+        }
+    }
+}
+
+/// A file's line in the key: its path and stamp, or the error that kept
+/// it from being `stat`ed.
+fn stamp_line(path: &Path, stamp: std::io::Result<FileStamp>) -> String {
+    let name = path.to_string_lossy();
+    match stamp {
+        Err(e) => format!("{name}\0error {e}\n"),
+        Ok(s) => {
+            let mut line = format!("{name}\0{} {}", s.len, s.modified_ns);
+            #[cfg(unix)]
+            {
+                use std::fmt::Write as _;
+                let (ctime, ctime_nsec, ino, dev) = s.unix;
+                let _ = write!(line, " {ctime}.{ctime_nsec} {ino} {dev}");
+            }
+            line.push('\n');
+            line
+        }
+    }
+}
+
+/// A file's line in the key, `stat`ed by its path.
+fn stamp(path: &Path) -> String {
+    stamp_line(path, std::fs::metadata(path).map(|m| FileStamp::from(&m)))
+}
+
 /// `stat` relative to an open directory.
 #[cfg(unix)]
 mod unix_stat {
+    use super::FileStamp;
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::io::AsRawFd;
@@ -162,11 +222,11 @@ mod unix_stat {
     }
 
     impl DirCache {
-        /// `stat(2)` of `path` (following symbolic links, as
+        /// The stamp of `path` by `stat(2)` (following symbolic links, as
         /// `std::fs::metadata` does); `None` when it fails, or the
         /// directory does not open, for the caller to do it the usual way
         /// and report the error as it would.
-        pub fn stat(&mut self, path: &Path) -> Option<libc::stat> {
+        pub fn stat(&mut self, path: &Path) -> Option<FileStamp> {
             let (parent, name) = (path.parent()?, path.file_name()?);
             if parent.as_os_str().is_empty() {
                 return None;
@@ -182,53 +242,20 @@ mod unix_stat {
             // SAFETY: the directory descriptor is open for the call, the
             // name is NUL-terminated and `st` is a valid place to write.
             let rc = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) };
-            (rc == 0).then_some(st)
-        }
-    }
-
-    /// The same text as [`super::stamp`] gives for the same file.
-    pub fn stamp(path: &Path, st: libc::stat) -> String {
-        let mtime = (st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128).max(0);
-        format!(
-            "{}\0{} {} {}.{} {} {}\n",
-            path.to_string_lossy(),
-            st.st_size,
-            mtime,
-            st.st_ctime,
-            st.st_ctime_nsec,
-            st.st_ino,
-            st.st_dev
-        )
-    }
-}
-
-/// A file's path and what changes when its content may have.
-fn stamp(path: &Path) -> String {
-    let name = path.to_string_lossy();
-    match std::fs::metadata(path) {
-        Err(e) => format!("{name}\0error {e}\n"),
-        Ok(m) => {
-            let nanos = |t: std::io::Result<std::time::SystemTime>| {
-                t.ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos())
-            };
-            let mut s = format!("{name}\0{} {}", m.len(), nanos(m.modified()));
-            #[cfg(unix)]
-            {
-                use std::fmt::Write as _;
-                use std::os::unix::fs::MetadataExt;
-                let _ = write!(
-                    s,
-                    " {}.{} {} {}",
-                    m.ctime(),
-                    m.ctime_nsec(),
-                    m.ino(),
-                    m.dev()
-                );
-            }
-            s.push('\n');
-            s
+            // The casts are those of `std::os::unix::fs::MetadataExt`: the
+            // field types differ between Unix systems.
+            #[allow(clippy::unnecessary_cast)]
+            (rc == 0).then(|| FileStamp {
+                len: st.st_size as u64,
+                modified_ns: (st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128)
+                    .max(0),
+                unix: (
+                    st.st_ctime as i64,
+                    st.st_ctime_nsec as i64,
+                    st.st_ino as u64,
+                    st.st_dev as u64,
+                ),
+            })
         }
     }
 }
