@@ -20,7 +20,7 @@ use crate::pattern::Pattern;
 use crate::rule::{Detection, Item};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A literal that must occur in a field (`u32::MAX`: in any field).
 pub(crate) type Atom = (u32, String);
@@ -38,7 +38,7 @@ type FieldLiterals = (Vec<String>, FxHashMap<String, usize>, Vec<Vec<u32>>);
 struct FieldScan {
     field: u32,
     /// Over patterns `0..n` (`None`: all are keyed).
-    ac: Option<Arc<AhoCorasick>>,
+    ac: Option<Arc<LazyAutomaton>>,
     /// Patterns `n..`.
     keyed: Option<KeyedLiterals>,
     /// Global number of this automaton's first pattern, for the
@@ -168,16 +168,7 @@ impl BucketPlan {
                 automaton,
             } = plan;
             let for_automaton = &literals[..automaton];
-            let ac = match automata.get(for_automaton).cloned() {
-                Some(Some(ac)) => Some(ac),
-                // An automaton too large to build: its variants lose the
-                // prefilter and are always evaluated.
-                Some(None) => {
-                    always.extend(variants[..automaton].iter().flatten());
-                    None
-                }
-                None => None,
-            };
+            let ac = automata.get(for_automaton).cloned();
             let keyed = KeyedLiterals::new(&literals[automaton..], automaton as u32);
             if ac.is_none() && keyed.is_none() {
                 continue;
@@ -265,51 +256,79 @@ pub(crate) fn par_map_owned<T: Send, U: Send>(
     })
 }
 
-/// Built automata by literal set (`None`: it could not be built).
-pub(crate) type Automata = FxHashMap<Vec<String>, Option<Arc<AhoCorasick>>>;
+/// An Aho-Corasick automaton over one literal set, built the first time
+/// an event needs it.
+///
+/// Building every automaton of SigmaHQ's Windows rules costs about 11 ms
+/// of CPU, as much as loading the rest of the set from the cache, and the
+/// largest alone (5,787 command-line literals) 4.3 ms; `aho-corasick`
+/// cannot serialize them. A hunt over one case's logs reaches a part of
+/// the buckets only, so the automata of the others are never built.
+#[derive(Debug)]
+pub(crate) struct LazyAutomaton {
+    literals: Box<[String]>,
+    built: OnceLock<Option<AhoCorasick>>,
+}
 
-/// Builds one automaton per distinct literal set, on as many threads as
-/// there are cores: with every SigmaHQ rule this is most of the compile
-/// time.
-pub(crate) fn build_automata<'a>(sets: impl Iterator<Item = &'a [String]>) -> Automata {
-    let mut unique: Vec<&[String]> = sets.collect();
-    unique.sort_unstable();
-    unique.dedup();
-    // Biggest first, so that no thread is left with a large one at the end.
-    unique.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = compile_threads().min(unique.len().max(1));
-    let build = |needles: &[String]| {
-        // The contiguous NFA: measured as fast as a full DFA here
-        // (`vigil bench rules`, all SigmaHQ rules: 301k vs 299k events/s),
-        // for a quarter less compile time and 20 MiB less memory.
-        AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(needles)
-            .ok()
-            .map(Arc::new)
-    };
-    let results: Vec<Automata> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Automata::default();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(set) = unique.get(i) else { break };
-                        out.insert(set.to_vec(), build(set));
-                    }
-                    out
-                })
+impl LazyAutomaton {
+    fn new(literals: &[String]) -> LazyAutomaton {
+        LazyAutomaton {
+            literals: literals.into(),
+            built: OnceLock::new(),
+        }
+    }
+
+    /// The automaton, built now if it is not yet; `None` when it is too
+    /// large to build.
+    fn get(&self) -> Option<&AhoCorasick> {
+        self.built
+            .get_or_init(|| {
+                // The contiguous NFA: measured as fast as a full DFA here
+                // (`vigil bench rules`, all SigmaHQ rules: 301k vs 299k
+                // events/s), for a quarter less compile time and 20 MiB
+                // less memory.
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
+                    .build(&*self.literals)
+                    .ok()
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    results.into_iter().flatten().collect()
+            .as_ref()
+    }
+
+    /// How many literals (patterns) the automaton has.
+    fn len(&self) -> usize {
+        self.literals.len()
+    }
+}
+
+/// Automata by literal set, not yet built.
+pub(crate) type Automata = FxHashMap<Vec<String>, Arc<LazyAutomaton>>;
+
+/// One automaton per distinct literal set among `sets`, shared by every
+/// bucket that has the same set; each is built on first use.
+pub(crate) fn lazy_automata<'a>(sets: impl Iterator<Item = &'a [String]>) -> Automata {
+    let mut out = Automata::default();
+    for set in sets {
+        if !out.contains_key(set) {
+            out.insert(set.to_vec(), Arc::new(LazyAutomaton::new(set)));
+        }
+    }
+    out
+}
+
+/// How many of the distinct automata of `buckets` have been built, and
+/// how many there are.
+#[cfg(test)]
+pub(crate) fn automata_built<'a>(buckets: impl Iterator<Item = &'a Bucket>) -> (usize, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut built = 0;
+    for lazy in buckets.flat_map(|b| b.scans.iter().filter_map(|s| s.ac.as_ref())) {
+        if seen.insert(Arc::as_ptr(lazy)) && lazy.built.get().is_some() {
+            built += 1;
+        }
+    }
+    (built, seen.len())
 }
 
 impl Bucket {
@@ -351,13 +370,15 @@ impl Bucket {
 impl FieldScan {
     /// Queues the variants of every literal found in `text`.
     fn hits(&self, text: &str, s: &mut Scratch, epoch: u32) {
-        if let (Some(few), Some(ac)) = (&self.few, &self.ac) {
+        if let (Some(few), Some(lazy)) = (&self.few, &self.ac) {
             if few.iter().all(|&v| s.variant_seen[v as usize] == epoch) {
                 return;
             }
-            let hit = match &self.packed {
-                Some(p) => p.find(text).is_some(),
-                None => ac.is_match(text),
+            let hit = match (&self.packed, lazy.get()) {
+                (Some(p), _) => p.find(text).is_some(),
+                (None, Some(ac)) => ac.is_match(text),
+                // Too large to build: its variants are always candidates.
+                (None, None) => true,
             };
             if !hit {
                 return;
@@ -367,9 +388,19 @@ impl FieldScan {
             }
             return;
         }
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(text) {
-                self.hit(m.pattern().as_usize(), s, epoch);
+        if let Some(lazy) = &self.ac {
+            match lazy.get() {
+                Some(ac) => {
+                    for m in ac.find_overlapping_iter(text) {
+                        self.hit(m.pattern().as_usize(), s, epoch);
+                    }
+                }
+                // Too large to build: its variants are always candidates.
+                None => {
+                    for p in 0..lazy.len() {
+                        self.hit(p, s, epoch);
+                    }
+                }
             }
         }
         if let Some(keyed) = &self.keyed {

@@ -16,7 +16,7 @@
 //! The prefilter never changes a result: a rule is skipped only when it
 //! provably cannot match (tested against full evaluation).
 
-use crate::bucket::{build_automata, cond_trigger, Atom, Bucket, BucketPlan};
+use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan};
 pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_FORMAT};
 
 pub(crate) mod snapshot;
@@ -519,11 +519,10 @@ impl Routes {
             .flat_map(|(_, ids, any)| ids.iter().map(|(_, v)| &v[..]).chain([&any[..]]))
             .chain(generic_ids.iter().map(|(_, v)| &v[..]))
             .collect();
-        // Planning, building the automata and finishing each bucket are
-        // independent per bucket (the automata per distinct literal set):
-        // all on every core, as they are about 40% of loading a cached set.
+        // Planning and finishing each bucket are independent per bucket:
+        // both on every core. The automata are built when first used.
         let plans = crate::bucket::par_map(&buckets, 8, |ids| BucketPlan::new(ids, triggers));
-        let automata = build_automata(plans.iter().flat_map(|p| p.literal_sets()));
+        let automata = lazy_automata(plans.iter().flat_map(|p| p.literal_sets()));
         let mut next = 0u32;
         let mut finished = Vec::with_capacity(plans.len());
         for (mut bucket, patterns) in
@@ -594,6 +593,19 @@ impl RuleSet {
     /// the user, who may want to map them (or leave them out).
     pub fn unmapped(&self) -> impl Iterator<Item = &Rule> + '_ {
         self.inner.unmapped.iter().map(|&i| &self.inner.rules[i])
+    }
+
+    /// How many of the distinct prefilter automata have been built, and
+    /// how many there are.
+    #[cfg(test)]
+    fn automata_built(&self) -> (usize, usize) {
+        let routes = &self.inner.routes;
+        let buckets = routes
+            .channels
+            .values()
+            .flat_map(|c| c.by_event_id.values().chain([&c.any]))
+            .chain(routes.generic.values());
+        crate::bucket::automata_built(buckets)
     }
 
     fn prepare(&self, event: &Event, s: &mut Scratch) {
@@ -891,6 +903,35 @@ mod tests {
         e.set("RelativeTargetName", "protected_storage");
         assert_eq!(s.matches(&e, &mut scratch).len(), 1);
         assert_eq!(scratch.evaluations(), 1);
+    }
+
+    /// An automaton is built when an event first needs it: an event of
+    /// one channel builds that channel's automaton and no other.
+    #[test]
+    fn automata_are_built_on_first_use() {
+        let rule = |id: usize, service: &str| {
+            format!("title: r{id}\nid: r{id}\nlogsource: {{product: windows, service: {service}}}\ndetection:\n  sel:\n    Data|contains: 'needle{id}'\n  condition: sel\n")
+        };
+        // More rules per channel than a scan queues on any hit, so that
+        // each channel's scan searches with its automaton.
+        let rules: Vec<String> = (0..6)
+            .map(|i| rule(i, "security"))
+            .chain((6..12).map(|i| rule(i, "system")))
+            .collect();
+        let s = set(&rules.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(s.automata_built(), (0, 2));
+        let mut scratch = Scratch::default();
+        let mut e = Event::new();
+        e.push("Channel", "Security");
+        e.push("Data", "a needle3 here");
+        let hits: Vec<_> = s.matches(&e, &mut scratch).iter().map(|m| m.rule).collect();
+        assert_eq!(hits, vec![3]);
+        assert_eq!(s.automata_built(), (1, 2));
+        e.set("Channel", "System");
+        e.set("Data", "needle7");
+        let hits: Vec<_> = s.matches(&e, &mut scratch).iter().map(|m| m.rule).collect();
+        assert_eq!(hits, vec![7]);
+        assert_eq!(s.automata_built(), (2, 2));
     }
 
     /// A Windows category the mapping has no entry for is reported; mapped
