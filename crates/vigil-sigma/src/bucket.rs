@@ -428,17 +428,45 @@ fn push_candidate(s: &mut Scratch, v: u32, epoch: u32) {
     }
 }
 
-/// Score of a trigger: higher is more selective (longest shortest needle,
-/// then fewest atoms).
-fn trigger_score(atoms: &[Atom]) -> (usize, std::cmp::Reverse<usize>) {
+/// Text that most Windows events carry in some field. A literal found
+/// within it selects little however long it is: `\windows\` is in
+/// nearly every image path, `microsoft corporation` in nearly every
+/// `Company`. Which trigger a rule gets changes what it costs, never what
+/// it matches.
+const COMMON_TEXT: &[&str] = &[
+    "c:\\windows\\system32\\",
+    "c:\\windows\\syswow64\\",
+    "c:\\program files (x86)\\",
+    "c:\\programdata\\",
+    "c:\\users\\",
+    "microsoft corporation",
+    "nt authority\\system",
+    ".exe",
+    ".dll",
+    "\\cmd.exe",
+    "\\powershell.exe",
+    "\\svchost.exe",
+    "\\explorer.exe",
+    "\\conhost.exe",
+];
+
+/// Whether `needle` (lowercase) occurs within text most events carry.
+fn common(needle: &str) -> bool {
+    COMMON_TEXT.iter().any(|c| c.contains(needle))
+}
+
+/// Score of a trigger: higher is more selective (no needle within common
+/// text, then the longest shortest needle, then fewest atoms).
+fn trigger_score(atoms: &[Atom]) -> (bool, usize, std::cmp::Reverse<usize>) {
     let min = atoms.iter().map(|(_, n)| n.len()).min().unwrap_or(0);
-    (min.min(8), std::cmp::Reverse(atoms.len()))
+    let rare = !atoms.iter().any(|(_, n)| common(n));
+    (rare, min.min(8), std::cmp::Reverse(atoms.len()))
 }
 
 /// Like [`trigger_score`], but an item on a routing field (`EventID`,
 /// `Channel`) ranks below any other: events reach a bucket because of
 /// those very values, so such a trigger rarely rules anything out.
-fn item_score(t: &(bool, Vec<Atom>)) -> (bool, (usize, std::cmp::Reverse<usize>)) {
+fn item_score(t: &(bool, Vec<Atom>)) -> (bool, (bool, usize, std::cmp::Reverse<usize>)) {
     (t.0, trigger_score(&t.1))
 }
 

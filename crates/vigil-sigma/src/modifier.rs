@@ -480,8 +480,9 @@ pub(crate) fn ascii_classes(pattern: &str) -> String {
 }
 
 /// Literals of which every match of the regex must contain one
-/// (lowercased), from the regex's prefixes; `None` when there is no short,
-/// finite set of them (as for `.*x`).
+/// (lowercased): the regex's prefixes or suffixes, or a literal run
+/// inside it, whichever is the most selective; `None` when there is no
+/// short, finite set of them (as for `.*x`).
 fn regex_literals(pattern: &str, i: bool, m: bool, s: bool) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let hir = regex_syntax::ParserBuilder::new()
@@ -491,10 +492,10 @@ fn regex_literals(pattern: &str, i: bool, m: bool, s: bool) -> Option<Vec<String
         .build()
         .parse(pattern)
         .ok()?;
-    let mut best: Option<Vec<String>> = None;
+    let mut best = required_literals(&hir);
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let mut ex = Extractor::new();
-        ex.kind(kind).limit_total(64);
+        ex.kind(kind).limit_total(MAX_REQUIRED);
         let seq = ex.extract(&hir);
         let Some(lits) = seq.literals() else {
             continue;
@@ -515,15 +516,109 @@ fn regex_literals(pattern: &str, i: bool, m: bool, s: bool) -> Option<Vec<String
         }
         out.sort();
         out.dedup();
-        let min = out.iter().map(String::len).min().unwrap_or(0);
-        if best
-            .as_ref()
-            .is_none_or(|b| b.iter().map(String::len).min().unwrap_or(0) < min)
-        {
-            best = Some(out);
-        }
+        keep_better(&mut best, out);
     }
     best
+}
+
+/// Most alternatives a regex's required literals may have.
+const MAX_REQUIRED: usize = 64;
+
+/// Replaces `best` with `candidate` when its shortest literal is longer,
+/// or as long with fewer alternatives.
+fn keep_better(best: &mut Option<Vec<String>>, candidate: Vec<String>) {
+    let score = |lits: &[String]| {
+        let min = lits.iter().map(String::len).min().unwrap_or(0);
+        (min, std::cmp::Reverse(lits.len()))
+    };
+    if !candidate.is_empty() && best.as_ref().is_none_or(|b| score(&candidate) > score(b)) {
+        *best = Some(candidate);
+    }
+}
+
+/// Literals (lowercased) of which every match of `hir` contains one,
+/// found anywhere in it: runs of literal characters in a concatenation,
+/// what every branch of an alternation requires, what a repetition of at
+/// least one requires. Finds `werfaultsecure` in
+/// `(?i)\.exe\s+[^"]{0,64}werfaultsecure`, where prefixes give only
+/// `.exe`.
+fn required_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Literal(_) | HirKind::Class(_) => literal_text(hir).map(|t| vec![t]),
+        HirKind::Capture(c) => required_literals(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => required_literals(&r.sub),
+        HirKind::Alternation(branches) => {
+            let mut out = Vec::new();
+            for b in branches {
+                out.extend(required_literals(b)?);
+                if out.len() > MAX_REQUIRED {
+                    return None;
+                }
+            }
+            out.sort();
+            out.dedup();
+            Some(out)
+        }
+        HirKind::Concat(parts) => {
+            let mut best = None;
+            let mut run = String::new();
+            for part in parts {
+                if let Some(t) = literal_text(part) {
+                    run.push_str(&t);
+                    continue;
+                }
+                // Zero-width: the characters around it are adjacent.
+                if matches!(part.kind(), HirKind::Look(_) | HirKind::Empty) {
+                    continue;
+                }
+                if !run.is_empty() {
+                    keep_better(&mut best, vec![std::mem::take(&mut run)]);
+                }
+                if let Some(inner) = required_literals(part) {
+                    keep_better(&mut best, inner);
+                }
+            }
+            if !run.is_empty() {
+                keep_better(&mut best, vec![run]);
+            }
+            best
+        }
+        _ => None,
+    }
+}
+
+/// The lowercased text that every match of `hir` lowercases to, when it
+/// is a literal, or a class whose characters all lowercase alike (`[kK]`
+/// and the Kelvin sign, from `(?i)k`). `(?i)s` also matches `ſ`, which
+/// lowercases to itself, so it has none.
+fn literal_text(hir: &regex_syntax::hir::Hir) -> Option<String> {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Literal(l) => std::str::from_utf8(&l.0).ok().map(crate::glob::lower),
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut chars = c.iter().flat_map(|r| r.start()..=r.end());
+            let first = crate::glob::lower(&chars.next()?.to_string());
+            let mut count = 1;
+            for ch in chars {
+                count += 1;
+                if count > 4 || crate::glob::lower(&ch.to_string()) != first {
+                    return None;
+                }
+            }
+            Some(first)
+        }
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut bytes = c.iter().flat_map(|r| r.start()..=r.end());
+            let first = bytes.next()?;
+            if !first.is_ascii() || bytes.any(|b| !b.is_ascii() || !b.eq_ignore_ascii_case(&first))
+            {
+                return None;
+            }
+            Some((first.to_ascii_lowercase() as char).to_string())
+        }
+        _ => None,
+    }
 }
 
 fn single(p: Pattern) -> CompiledValues {
@@ -925,9 +1020,58 @@ mod tests {
             ])
         );
         assert_eq!(regex_literals(r".*", false, false, false), None);
-        assert_eq!(regex_literals(r"[a-z]+x", false, false, false), None);
+        assert_eq!(regex_literals(r"[a-z]+\d", false, false, false), None);
+        assert_eq!(
+            regex_literals(r"[a-z]+x", false, false, false),
+            Some(vec!["x".to_string()])
+        );
         let lits = regex_literals(r"(?i)AbC\d", false, false, false).unwrap();
         assert_eq!(lits, vec!["abc".to_string()]);
+        // Inside the pattern, not only at its ends.
+        let wsass = r#"(?i)\.exe["']?\s+[^"]{0,64}werfaultsecure\.exe["']?\s+\d{2,10}"#;
+        assert_eq!(
+            regex_literals(wsass, false, false, false),
+            Some(vec!["ecure.exe".to_string()])
+        );
+        assert_eq!(
+            regex_literals(r"\w+`(?:\w+|-|.)`[\w+|\s]", false, false, false),
+            Some(vec!["`".to_string()])
+        );
+        assert_eq!(
+            regex_literals(r"\d+(?:Foo|bar)+\d", false, false, false),
+            Some(vec!["bar".to_string(), "foo".to_string()])
+        );
+        assert_eq!(
+            regex_literals(r"\d+(?:foo|\w)\d", false, false, false),
+            None
+        );
+        assert_eq!(regex_literals(r"\d(?:foo)?\d", false, false, false), None);
+        // `(?i)s` matches `ſ`, which lowercases to itself: the run breaks.
+        assert_eq!(
+            regex_literals(r"(?i)\d+ab\d+sc\d", false, false, false),
+            Some(vec!["ab".to_string()])
+        );
+    }
+
+    /// Whatever a regex matches, its lowercased text contains one of the
+    /// regex's required literals.
+    #[test]
+    fn required_literals_occur_in_every_match() {
+        let cases = [
+            (r"(?i)\d+werFault\s", "x 12WERFAULT  y"),
+            (r"(?i)\d+KeLvIn\s", "1\u{212A}ELVIN "),
+            (r"[a-c]+(?:One|two)+\.exe", "bOnetwo.exe"),
+            (r"\w+`(?:\w+|-|.)`[\w+|\s]", "IN`V`o`Ke"),
+        ];
+        for (re, text) in cases {
+            assert!(regex::Regex::new(re).unwrap().is_match(text), "{re}");
+            let lits = regex_literals(re, false, false, false).unwrap();
+            let lower = crate::glob::lower(text);
+            assert!(
+                lits.iter().any(|l| lower.contains(l.as_str())),
+                "{re}: {lits:?}"
+            );
+        }
     }
 
     #[test]

@@ -905,6 +905,25 @@ mod tests {
         assert_eq!(scratch.evaluations(), 1);
     }
 
+    /// A literal within text most events carry (`Microsoft Corporation`)
+    /// is not the trigger when the rule has a rarer one, even a shorter
+    /// one: an event with only the common text costs no evaluation.
+    #[test]
+    fn trigger_avoids_common_text() {
+        let s = set(&["title: t\nid: a\nlogsource: {product: windows, category: process_creation}\ndetection:\n  img:\n    Image|endswith: '\\csi.exe'\n  company:\n    Company: 'Microsoft Corporation'\n  condition: img and company\n"]);
+        let mut scratch = Scratch::default();
+        let mut e = Event::new();
+        e.push("Channel", "Microsoft-Windows-Sysmon/Operational");
+        e.push("EventID", 1);
+        e.push("Company", "Microsoft Corporation");
+        e.push("Image", "C:\\Windows\\System32\\cmd.exe");
+        assert!(s.matches(&e, &mut scratch).is_empty());
+        assert_eq!(scratch.evaluations(), 0);
+        e.set("Image", "C:\\tools\\csi.exe");
+        assert_eq!(s.matches(&e, &mut scratch).len(), 1);
+        assert_eq!(scratch.evaluations(), 1);
+    }
+
     /// An automaton is built when an event first needs it: an event of
     /// one channel builds that channel's automaton and no other.
     #[test]
