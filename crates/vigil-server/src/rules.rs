@@ -194,4 +194,44 @@ mod tests {
         std_order.sort();
         assert_eq!(ours, std_order);
     }
+
+    /// Rule files are found through symbolic links to files and to
+    /// directories as in a plain tree; other files are left out.
+    #[test]
+    fn rule_files_follow_symbolic_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rules");
+        let outside = dir.path().join("outside");
+        for d in [root.join("sub"), outside.clone()] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        for f in [
+            root.join("a.yml"),
+            root.join("sub/b.yaml"),
+            root.join("notes.txt"),
+            outside.join("c.yml"),
+        ] {
+            std::fs::write(f, "title: t").expect("write");
+        }
+        let (plain, errors) = rule_files(std::slice::from_ref(&root));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(plain, vec![root.join("a.yml"), root.join("sub/b.yaml")]);
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&outside, root.join("linked")).expect("symlink");
+            std::os::unix::fs::symlink(outside.join("c.yml"), root.join("sub/l.yml"))
+                .expect("symlink");
+            let (linked, errors) = rule_files(std::slice::from_ref(&root));
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(
+                linked,
+                vec![
+                    root.join("a.yml"),
+                    root.join("linked/c.yml"),
+                    root.join("sub/b.yaml"),
+                    root.join("sub/l.yml"),
+                ]
+            );
+        }
+    }
 }
