@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod automaton;
 mod bucket;
 pub mod condition;
 pub mod correlation;

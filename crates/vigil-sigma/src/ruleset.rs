@@ -16,7 +16,7 @@
 //! The prefilter never changes a result: a rule is skipped only when it
 //! provably cannot match (tested against full evaluation).
 
-use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan};
+use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan, Stored};
 pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_FORMAT};
 
 pub(crate) mod snapshot;
@@ -182,6 +182,7 @@ impl RuleSetBuilder {
                 unmapped,
             },
             triggers,
+            &mut Stored::default(),
         )
     }
 }
@@ -237,7 +238,8 @@ struct PartsRef<'a> {
 
 impl RuleSet {
     /// Builds the routes and their automata around `parts`.
-    fn assemble(parts: Parts, triggers: Vec<Option<Vec<Atom>>>) -> RuleSet {
+    /// `stored`: large automata a snapshot had, by literal set.
+    fn assemble(parts: Parts, triggers: Vec<Option<Vec<Atom>>>, stored: &mut Stored) -> RuleSet {
         let Parts {
             rules,
             variants,
@@ -247,7 +249,7 @@ impl RuleSet {
             warnings,
             unmapped,
         } = parts;
-        let routes = Routes::build(&variants, &triggers, channel, event_id);
+        let routes = Routes::build(&variants, &triggers, channel, event_id, stored);
         let fields = field_names
             .iter()
             .enumerate()
@@ -443,11 +445,20 @@ type ChannelVariants = (FxHashMap<i64, Vec<u32>>, Vec<u32>);
 type ChannelBuckets = (String, Vec<(i64, Vec<u32>)>, Vec<u32>);
 
 impl Routes {
+    /// Every bucket.
+    fn buckets(&self) -> impl Iterator<Item = &Bucket> {
+        self.channels
+            .values()
+            .flat_map(|c| c.by_event_id.values().chain([&c.any]))
+            .chain(self.generic.values())
+    }
+
     fn build(
         variants: &[Variant],
         triggers: &[Option<Vec<Atom>>],
         channel: u32,
         event_id: u32,
+        stored: &mut Stored,
     ) -> Routes {
         // channel → (event id → variants, variants for any event id)
         let mut by_channel: FxHashMap<String, ChannelVariants> = FxHashMap::default();
@@ -522,7 +533,7 @@ impl Routes {
         // Planning and finishing each bucket are independent per bucket:
         // both on every core. The automata are built when first used.
         let plans = crate::bucket::par_map(&buckets, 8, |ids| BucketPlan::new(ids, triggers));
-        let automata = lazy_automata(plans.iter().flat_map(|p| p.literal_sets()));
+        let automata = lazy_automata(plans.iter().flat_map(|p| p.literal_sets()), stored);
         let mut next = 0u32;
         let mut finished = Vec::with_capacity(plans.len());
         for (mut bucket, patterns) in
@@ -599,13 +610,7 @@ impl RuleSet {
     /// how many there are.
     #[cfg(test)]
     fn automata_built(&self) -> (usize, usize) {
-        let routes = &self.inner.routes;
-        let buckets = routes
-            .channels
-            .values()
-            .flat_map(|c| c.by_event_id.values().chain([&c.any]))
-            .chain(routes.generic.values());
-        crate::bucket::automata_built(buckets)
+        crate::bucket::automata_built(self.inner.routes.buckets())
     }
 
     fn prepare(&self, event: &Event, s: &mut Scratch) {

@@ -7,10 +7,12 @@
 //! less than that. A snapshot keeps the result of all that work — the
 //! rules with their compiled values, the variants, the field dictionary
 //! and every trigger — so that a cache (the caller's business: this crate
-//! does no I/O) can skip it. Only the routes and their Aho-Corasick
-//! automata are rebuilt on load, because `aho-corasick` cannot serialize
-//! an automaton; regular expressions are compiled again from their text,
-//! each when first used ([`crate::pattern::RuleRegex`]).
+//! does no I/O) can skip it. It also holds the automata of the large
+//! literal sets ([`crate::automaton`]), the costliest to build. The routes
+//! are rebuilt on load; the small literal sets' automata, which
+//! `aho-corasick` cannot serialize, are built when first used, and
+//! regular expressions are compiled again from their text, each when
+//! first used ([`crate::pattern::RuleRegex`]).
 //!
 //! Invariant: a rule set loaded from a snapshot evaluates every event
 //! exactly as the set the snapshot was taken of (tested below and in the
@@ -22,12 +24,13 @@
 //! not every invariant of every compiled value is re-verified.
 
 use super::{Parts, PartsRef, RuleSet};
+use crate::automaton::LiteralAutomaton;
 use crate::bucket::{Atom, ANY_FIELD};
 
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
 /// self-describing, so a stale layout might otherwise decode as garbage).
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// A compiled rule set, ready to serialize (with serde: the cache uses
 /// postcard) and to load back with [`RuleSet::from_snapshot`].
@@ -37,6 +40,8 @@ pub struct RuleSetSnapshot {
     /// Per variant, its trigger.
     #[serde(with = "chunked")]
     triggers: Vec<Option<Vec<Atom>>>,
+    /// The large literal automata, by [`crate::bucket::set_key`].
+    automata: Vec<(u64, LiteralAutomaton)>,
 }
 
 /// A snapshot borrowed from a rule set, for writing: it serializes to
@@ -47,6 +52,7 @@ pub struct RuleSetSnapshotRef<'a> {
     parts: PartsRef<'a>,
     #[serde(with = "chunked")]
     triggers: &'a [Option<Vec<Atom>>],
+    automata: Vec<(u64, &'a LiteralAutomaton)>,
 }
 
 /// Why a snapshot could not be loaded.
@@ -69,6 +75,7 @@ impl RuleSet {
                 unmapped: &inner.unmapped,
             },
             triggers: &inner.triggers,
+            automata: crate::bucket::large_automata(inner.routes.buckets()),
         }
     }
 
@@ -79,8 +86,16 @@ impl RuleSet {
     /// When an index in the snapshot points nowhere (a damaged snapshot).
     pub fn from_snapshot(snapshot: RuleSetSnapshot) -> Result<RuleSet, SnapshotError> {
         check(&snapshot)?;
-        let RuleSetSnapshot { parts, triggers } = snapshot;
-        Ok(RuleSet::assemble(parts, triggers))
+        let RuleSetSnapshot {
+            parts,
+            triggers,
+            automata,
+        } = snapshot;
+        Ok(RuleSet::assemble(
+            parts,
+            triggers,
+            &mut automata.into_iter().collect(),
+        ))
     }
 }
 
@@ -312,6 +327,38 @@ detection:
                 ids
             })
             .collect()
+    }
+
+    /// A large literal set's automaton is stored in the snapshot and
+    /// loaded built, not built again; it matches as the original's does.
+    #[test]
+    fn large_automata_are_stored_and_loaded_built() {
+        let values: Vec<String> = (0..150).map(|i| format!("      - 'tool{i}x'")).collect();
+        let rule = format!("title: many\nid: big\nlogsource: {{product: windows, category: process_creation}}\ndetection:\n  sel:\n    CommandLine|contains:\n{}\n  condition: sel\n", values.join("\n"));
+        let (docs, errors) = parse_file(None, &rule, &Placeholders::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut b = RuleSetBuilder::new();
+        b.add_documents(docs);
+        let original = b.build();
+        assert_eq!(original.automata_built(), (0, 1));
+        let snapshot = owned(&original);
+        assert_eq!(snapshot.automata.len(), 1);
+        let loaded = RuleSet::from_snapshot(snapshot).expect("load");
+        assert_eq!(loaded.automata_built(), (1, 1));
+        let mut scratch = Scratch::default();
+        for (text, hit) in [
+            ("run TOOL149X now", true),
+            ("tool150x", false),
+            ("tool7x", true),
+        ] {
+            let mut e = Event::new();
+            e.push("Channel", "Microsoft-Windows-Sysmon/Operational");
+            e.push("EventID", 1);
+            e.push("CommandLine", text);
+            for set in [&original, &loaded] {
+                assert_eq!(!set.matches(&e, &mut scratch).is_empty(), hit, "{text}");
+            }
+        }
     }
 
     #[test]
