@@ -30,8 +30,9 @@ pub(crate) type Atom = (u32, String);
 pub(crate) const ANY_FIELD: u32 = u32::MAX;
 
 /// One field's literals while a bucket is built: the literals, their
-/// index, and per literal the variants it triggers.
-type FieldLiterals = (Vec<String>, FxHashMap<String, usize>, Vec<Vec<u32>>);
+/// index (borrowing the triggers: a bucket plan copies each distinct
+/// literal once), and per literal the variants it triggers.
+type FieldLiterals<'a> = (Vec<String>, FxHashMap<&'a str, usize>, Vec<Vec<u32>>);
 
 /// One field's literals: an automaton over most of them, a keyed lookup
 /// for `key=value` literals (see `keyed.rs`).
@@ -101,7 +102,7 @@ impl BucketPlan {
                 Some(atoms) => {
                     for (field, needle) in atoms {
                         let (needles, index, variants) = per_field.entry(*field).or_default();
-                        let p = *index.entry(needle.clone()).or_insert_with(|| {
+                        let p = *index.entry(needle.as_str()).or_insert_with(|| {
                             needles.push(needle.clone());
                             variants.push(Vec::new());
                             needles.len() - 1
