@@ -93,8 +93,10 @@ impl Value {
     pub fn write_text(&self, out: &mut impl fmt::Write) -> fmt::Result {
         match self {
             Value::Null => Ok(()),
-            Value::Bool(b) => write!(out, "{b}"),
-            Value::Int(i) => write!(out, "{i}"),
+            Value::Bool(b) => out.write_str(if *b { "true" } else { "false" }),
+            // Rule matching writes every integer field of every event as
+            // text: `itoa` skips the formatting machinery.
+            Value::Int(i) => out.write_str(itoa::Buffer::new().format(*i)),
             Value::Float(f) => write!(out, "{f}"),
             Value::Str(s) => out.write_str(s),
             Value::List(items) => {
@@ -405,6 +407,26 @@ fn flatten_json(value: &serde_json::Value, path: &mut String, event: &mut Event)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_write_as_text() {
+        let text = |v: Value| {
+            let mut out = String::new();
+            v.write_text(&mut out).unwrap();
+            out
+        };
+        assert_eq!(text(Value::Int(-42)), "-42");
+        assert_eq!(text(Value::Int(i64::MIN)), "-9223372036854775808");
+        assert_eq!(text(Value::Int(4688)), "4688");
+        assert_eq!(text(Value::Bool(true)), "true");
+        assert_eq!(text(Value::Bool(false)), "false");
+        assert_eq!(text(Value::Float(1.5)), "1.5");
+        assert_eq!(text(Value::Null), "");
+        assert_eq!(
+            text(Value::List(vec![Value::Int(1), Value::Str("a".into())])),
+            "1, a"
+        );
+    }
 
     #[test]
     fn fields_json_writes_what_to_json_builds() {
