@@ -445,10 +445,24 @@ pub fn lower_into(s: &str, out: &mut String) {
         let start = out.len();
         out.push_str(s);
         out[start..].make_ascii_lowercase();
-    } else {
-        for c in s.chars() {
+        return;
+    }
+    // ASCII runs are copied and lowercased whole, even in a value with a
+    // few other characters (a name with an accent, a typographic quote).
+    let mut rest = s;
+    while !rest.is_empty() {
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let start = out.len();
+        out.push_str(&rest[..ascii]);
+        out[start..].make_ascii_lowercase();
+        let mut chars = rest[ascii..].chars();
+        if let Some(c) = chars.next() {
             out.extend(c.to_lowercase());
         }
+        rest = chars.as_str();
     }
 }
 
@@ -456,6 +470,23 @@ pub fn lower_into(s: &str, out: &mut String) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn lowercases_mixed_text_char_by_char() {
+        for s in [
+            "ABC",
+            "Grüße AUS Köln",
+            "İSTANBUL \u{212A}",
+            "ΣΑΣ x",
+            "",
+            "é",
+        ] {
+            let want: String = s.chars().flat_map(char::to_lowercase).collect();
+            let mut out = String::from("pre:");
+            lower_into(s, &mut out);
+            assert_eq!(out, format!("pre:{want}"), "{s}");
+        }
+    }
 
     fn m(p: &str, t: &str) -> bool {
         StrMatcher::new(&parse(p), false).is_match(t)
