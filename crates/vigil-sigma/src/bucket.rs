@@ -218,44 +218,32 @@ fn compile_threads() -> usize {
 pub(crate) fn par_map<T: Sync, U: Send>(
     items: &[T],
     min_per_thread: usize,
-    f: impl Fn(&T) -> U + Sync,
+    f: impl Fn(&T) -> U + Sync + Send,
 ) -> Vec<U> {
     par_map_owned(items.iter().collect(), min_per_thread, f)
 }
 
 /// [`par_map`] taking the items.
+///
+/// On rayon's pool rather than threads of its own: the pool's threads
+/// outlive the call (a hunt reads EVTX on the same pool), so their
+/// allocator heaps are reused instead of each new thread faulting in
+/// fresh pages. Loading SigmaHQ's Windows rules from the cache, 31 runs:
+/// 23.1 → 21.6 ms, and the 1× hunt 83.4 → 79.0 ms.
 pub(crate) fn par_map_owned<T: Send, U: Send>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     min_per_thread: usize,
-    f: impl Fn(T) -> U + Sync,
+    f: impl Fn(T) -> U + Sync + Send,
 ) -> Vec<U> {
+    use rayon::prelude::*;
     let threads = compile_threads()
         .min(items.len() / min_per_thread.max(1))
         .max(1);
     if threads == 1 {
         return items.into_iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let mut parts = Vec::with_capacity(threads);
-    while items.len() > chunk {
-        let rest = items.split_off(chunk);
-        parts.push(std::mem::replace(&mut items, rest));
-    }
-    parts.push(items);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<U>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(v) => v,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    let per = items.len().div_ceil(threads);
+    items.into_par_iter().with_min_len(per).map(f).collect()
 }
 
 /// An automaton over one literal set, built the first time an event
