@@ -25,7 +25,8 @@
 //! guarantees it and deserializing checks it, so a damaged snapshot is an
 //! error, never a panic.
 
-use serde::{Deserialize, Serialize};
+use crate::byte_string::{bytes, words};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Flag on a transition's target: a literal ends in that state.
 const MATCH: u32 = 1 << 31;
@@ -36,10 +37,17 @@ const DENSE_DEPTH: usize = 2;
 /// An automaton over a set of literals that reports, for a text, every
 /// occurrence of every literal (overlapping ones included), by the
 /// literal's index in the set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Tables", into = "Tables")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Tables")]
 pub(crate) struct LiteralAutomaton {
     t: Tables,
+}
+
+/// Written as its tables, without the copy `#[serde(into)]` would make.
+impl Serialize for LiteralAutomaton {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.t.serialize(s)
+    }
 }
 
 /// The arrays of a [`LiteralAutomaton`], as stored.
@@ -105,8 +113,8 @@ impl LiteralAutomaton {
             let mut s = 0usize;
             for b in lit.bytes() {
                 let c = classes[b as usize];
-                s = match children[s].iter().find(|x| x.0 == c) {
-                    Some(x) => x.1 as usize,
+                s = match child(&children[s], c) {
+                    Some(x) => x as usize,
                     None => {
                         let n = children.len();
                         if n as u32 >= MATCH {
@@ -137,8 +145,8 @@ impl LiteralAutomaton {
                 if u != 0 {
                     let mut f = fail[u] as usize;
                     fail[v as usize] = loop {
-                        if let Some(x) = children[f].iter().find(|x| x.0 == c) {
-                            break x.1;
+                        if let Some(x) = child(&children[f], c) {
+                            break x;
                         }
                         if f == 0 {
                             break 0;
@@ -171,9 +179,8 @@ impl LiteralAutomaton {
         for (k, &old) in order[..dense_states].iter().enumerate() {
             let old = old as usize;
             for c in 0..class_count {
-                dense[k * class_count + c] = match children[old].iter().find(|x| x.0 as usize == c)
-                {
-                    Some(x) => target(x.1),
+                dense[k * class_count + c] = match child(&children[old], c as u8) {
+                    Some(x) => target(x),
                     None if old == 0 || c == 0 => 0,
                     // Failure states come earlier in the order.
                     None => dense[id[fail[old] as usize] as usize * class_count + c],
@@ -313,10 +320,10 @@ impl LiteralAutomaton {
     }
 }
 
-impl From<LiteralAutomaton> for Tables {
-    fn from(a: LiteralAutomaton) -> Tables {
-        a.t
-    }
+/// The child of a trie state on class `c`, among its `(class, child)`
+/// pairs.
+fn child(kids: &[(u8, u32)], c: u8) -> Option<u32> {
+    kids.iter().find(|x| x.0 == c).map(|x| x.1)
 }
 
 impl TryFrom<Tables> for LiteralAutomaton {
@@ -379,52 +386,6 @@ impl TryFrom<Tables> for LiteralAutomaton {
             return bad("start bytes");
         }
         Ok(LiteralAutomaton { t })
-    }
-}
-
-/// A byte list written as one byte string.
-mod bytes {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-        }
-        d.deserialize_bytes(Visit)
-    }
-}
-
-/// A `u32` list written as one byte string of little-endian words:
-/// postcard would otherwise decode hundreds of thousands of varints one
-/// by one.
-mod words {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
-        s.serialize_bytes(&bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
-        let bytes = super::bytes::deserialize(d)?;
-        if bytes.len() % 4 != 0 {
-            return Err(serde::de::Error::custom("a word list of odd length"));
-        }
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-            .collect())
     }
 }
 

@@ -154,7 +154,7 @@ impl BucketPlan {
             .filter(|set| !set.is_empty())
     }
 
-    /// Builds the bucket from automata built by [`build_automata`], with
+    /// Builds the bucket around the automata of [`lazy_automata`], with
     /// its patterns numbered from 0, and says how many it numbered:
     /// buckets are finished in parallel, then [`Bucket::number_from`]
     /// numbers them globally.
@@ -204,13 +204,6 @@ impl BucketPlan {
     }
 }
 
-/// How many threads compiling a rule set uses: one per core.
-fn compile_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
 /// `items.iter().map(f).collect()`, on every core, in order, giving each
 /// thread at least `min_per_thread` items. Working out the triggers of
 /// thousands of rule variants is a tenth of compiling the SigmaHQ rules,
@@ -236,7 +229,7 @@ pub(crate) fn par_map_owned<T: Send, U: Send>(
     f: impl Fn(T) -> U + Sync + Send,
 ) -> Vec<U> {
     use rayon::prelude::*;
-    let threads = compile_threads()
+    let threads = rayon::current_num_threads()
         .min(items.len() / min_per_thread.max(1))
         .max(1);
     if threads == 1 {
@@ -370,21 +363,29 @@ pub(crate) fn lazy_automata<'a>(
     out
 }
 
+/// The distinct automata of `buckets` (buckets share one per literal
+/// set).
+fn distinct_automata<'a>(
+    buckets: impl Iterator<Item = &'a Bucket>,
+) -> impl Iterator<Item = &'a LazyAutomaton> {
+    let mut seen = std::collections::HashSet::new();
+    buckets
+        .flat_map(|b| b.scans.iter().filter_map(|s| s.ac.as_ref()))
+        .filter(move |lazy| seen.insert(Arc::as_ptr(lazy)))
+        .map(|lazy| &**lazy)
+}
+
 /// The large automata of `buckets`, each once, built now where they are
 /// not yet, with their [`set_key`]s: what a snapshot stores.
 pub(crate) fn large_automata<'a>(
     buckets: impl Iterator<Item = &'a Bucket>,
 ) -> Vec<(u64, &'a LiteralAutomaton)> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for lazy in buckets.flat_map(|b| b.scans.iter().filter_map(|s| s.ac.as_ref())) {
-        if !seen.insert(Arc::as_ptr(lazy)) {
-            continue;
-        }
-        if let Some(Scanner::Large(a)) = lazy.get() {
-            out.push((set_key(&lazy.literals), &**a));
-        }
-    }
+    let mut out: Vec<_> = distinct_automata(buckets)
+        .filter_map(|lazy| match lazy.get() {
+            Some(Scanner::Large(a)) => Some((set_key(&lazy.literals), &**a)),
+            _ => None,
+        })
+        .collect();
     out.sort_by_key(|(k, _)| *k);
     out
 }
@@ -393,14 +394,9 @@ pub(crate) fn large_automata<'a>(
 /// how many there are.
 #[cfg(test)]
 pub(crate) fn automata_built<'a>(buckets: impl Iterator<Item = &'a Bucket>) -> (usize, usize) {
-    let mut seen = std::collections::HashSet::new();
-    let mut built = 0;
-    for lazy in buckets.flat_map(|b| b.scans.iter().filter_map(|s| s.ac.as_ref())) {
-        if seen.insert(Arc::as_ptr(lazy)) && lazy.built.get().is_some() {
-            built += 1;
-        }
-    }
-    (built, seen.len())
+    distinct_automata(buckets).fold((0, 0), |(built, all), lazy| {
+        (built + usize::from(lazy.built.get().is_some()), all + 1)
+    })
 }
 
 impl Bucket {

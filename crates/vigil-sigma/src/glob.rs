@@ -442,9 +442,7 @@ pub fn lower(s: &str) -> String {
 /// Lowercases `s` onto the end of `out`, as [`lower`] does.
 pub fn lower_into(s: &str, out: &mut String) {
     if s.is_ascii() {
-        let start = out.len();
-        out.push_str(s);
-        out[start..].make_ascii_lowercase();
+        push_ascii_lower(s, out);
         return;
     }
     // ASCII runs are copied and lowercased whole, even in a value with a
@@ -455,15 +453,20 @@ pub fn lower_into(s: &str, out: &mut String) {
             .bytes()
             .position(|b| !b.is_ascii())
             .unwrap_or(rest.len());
-        let start = out.len();
-        out.push_str(&rest[..ascii]);
-        out[start..].make_ascii_lowercase();
+        push_ascii_lower(&rest[..ascii], out);
         let mut chars = rest[ascii..].chars();
         if let Some(c) = chars.next() {
             out.extend(c.to_lowercase());
         }
         rest = chars.as_str();
     }
+}
+
+/// Appends ASCII `s` to `out`, lowercased.
+fn push_ascii_lower(s: &str, out: &mut String) {
+    let start = out.len();
+    out.push_str(s);
+    out[start..].make_ascii_lowercase();
 }
 
 #[cfg(test)]

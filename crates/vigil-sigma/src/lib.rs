@@ -15,6 +15,7 @@
 
 mod automaton;
 mod bucket;
+mod byte_string;
 pub mod condition;
 pub mod correlation;
 pub mod error;

@@ -896,16 +896,26 @@ mod tests {
     /// evaluation.
     #[test]
     fn trigger_avoids_routing_fields() {
-        let s = set(&["title: t\nid: a\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: 5145\n    ShareName|contains: 'IPC'\n    RelativeTargetName: 'protected_storage'\n  condition: sel\n"]);
-        let mut scratch = Scratch::default();
         let mut e = Event::new();
         e.push("Channel", "Security");
         e.push("EventID", 5145);
         e.push("ShareName", "\\\\*\\IPC$");
         e.push("RelativeTargetName", "srvsvc");
+        assert_triggered_by(
+            "title: t\nid: a\nlogsource: {product: windows, service: security}\ndetection:\n  sel:\n    EventID: 5145\n    ShareName|contains: 'IPC'\n    RelativeTargetName: 'protected_storage'\n  condition: sel\n",
+            e,
+            ("RelativeTargetName", "protected_storage"),
+        );
+    }
+
+    /// `rule` costs no evaluation on `e`, which lacks its trigger, and
+    /// one, a match, once `field` is set to `value`.
+    fn assert_triggered_by(rule: &str, mut e: Event, (field, value): (&str, &str)) {
+        let s = set(&[rule]);
+        let mut scratch = Scratch::default();
         assert!(s.matches(&e, &mut scratch).is_empty());
         assert_eq!(scratch.evaluations(), 0);
-        e.set("RelativeTargetName", "protected_storage");
+        e.set(field, value);
         assert_eq!(s.matches(&e, &mut scratch).len(), 1);
         assert_eq!(scratch.evaluations(), 1);
     }
@@ -915,18 +925,16 @@ mod tests {
     /// one: an event with only the common text costs no evaluation.
     #[test]
     fn trigger_avoids_common_text() {
-        let s = set(&["title: t\nid: a\nlogsource: {product: windows, category: process_creation}\ndetection:\n  img:\n    Image|endswith: '\\csi.exe'\n  company:\n    Company: 'Microsoft Corporation'\n  condition: img and company\n"]);
-        let mut scratch = Scratch::default();
         let mut e = Event::new();
         e.push("Channel", "Microsoft-Windows-Sysmon/Operational");
         e.push("EventID", 1);
         e.push("Company", "Microsoft Corporation");
         e.push("Image", "C:\\Windows\\System32\\cmd.exe");
-        assert!(s.matches(&e, &mut scratch).is_empty());
-        assert_eq!(scratch.evaluations(), 0);
-        e.set("Image", "C:\\tools\\csi.exe");
-        assert_eq!(s.matches(&e, &mut scratch).len(), 1);
-        assert_eq!(scratch.evaluations(), 1);
+        assert_triggered_by(
+            "title: t\nid: a\nlogsource: {product: windows, category: process_creation}\ndetection:\n  img:\n    Image|endswith: '\\csi.exe'\n  company:\n    Company: 'Microsoft Corporation'\n  condition: img and company\n",
+            e,
+            ("Image", "C:\\tools\\csi.exe"),
+        );
     }
 
     /// An automaton is built when an event first needs it: an event of

@@ -168,41 +168,13 @@ fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
 /// independently encoded chunks (postcard), and the chunks are decoded in
 /// parallel. Decoding thousands of rules is most of loading a snapshot.
 pub(crate) mod chunked {
+    use crate::byte_string::Bytes;
     use serde::de::DeserializeOwned;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     /// Chunks per list: enough for the cores of a large machine, few
     /// enough that each is worth a thread.
     const CHUNKS: usize = 16;
-
-    /// Encoded bytes, written as one byte string (not a list of numbers,
-    /// which postcard would decode one by one).
-    struct Bytes<'a>(std::borrow::Cow<'a, [u8]>);
-
-    impl Serialize for Bytes<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(&self.0)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Bytes<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Visit;
-            impl<'de> serde::de::Visitor<'de> for Visit {
-                type Value = Bytes<'de>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
-                    Ok(Bytes(std::borrow::Cow::Borrowed(v)))
-                }
-                fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
-                    Ok(Bytes(std::borrow::Cow::Owned(v.to_vec())))
-                }
-            }
-            d.deserialize_bytes(Visit)
-        }
-    }
 
     pub fn serialize<T: Serialize, S: Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
         let size = items.len().div_ceil(CHUNKS).max(1);
