@@ -30,7 +30,6 @@ impl Rules {
             let kept: Vec<_> = r
                 .set
                 .rules()
-                .iter()
                 .filter(|rule| !rule.id.as_ref().is_some_and(|id| disabled.contains(id)))
                 .cloned()
                 .collect();
@@ -45,7 +44,7 @@ impl Rules {
                 .into_iter()
                 .filter(|c| !c.rules.iter().any(|x| x.starts_with("legacy-aggregation:")))
                 .collect();
-            r.plan = CorrelationPlan::new(r.set.rules(), corrs);
+            r.plan = CorrelationPlan::new(&r.set, corrs);
         }
         Ok(r)
     }
@@ -66,7 +65,7 @@ impl Rules {
         let mut b = RuleSetBuilder::new();
         b.add_documents(docs);
         let set = b.finish();
-        let plan = CorrelationPlan::new(set.rules(), corrs);
+        let plan = CorrelationPlan::new(&set, corrs);
         let mut errors = loaded.errors;
         errors.extend(plan.errors.iter().cloned());
         Ok(Rules { set, errors, plan })

@@ -55,8 +55,9 @@ struct FieldScan {
     few: Option<Vec<u32>>,
     /// For `few`: a SIMD (Teddy) searcher over the same literals when the
     /// CPU and the literal count allow; much faster than the automaton at
-    /// answering "is any literal here".
-    packed: Option<aho_corasick::packed::Searcher>,
+    /// answering "is any literal here". Built on first use, as the
+    /// automata are.
+    packed: OnceLock<Option<aho_corasick::packed::Searcher>>,
 }
 
 /// Up to this many variants, a scan queues all of them on any hit.
@@ -180,13 +181,6 @@ impl BucketPlan {
             distinct.dedup();
             let few = (distinct.len() <= FEW_VARIANTS && keyed.is_none() && ac.is_some())
                 .then_some(distinct);
-            let packed = few.as_ref().and_then(|_| {
-                aho_corasick::packed::Config::new()
-                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                    .builder()
-                    .extend(for_automaton.iter())
-                    .build()
-            });
             scans.push(FieldScan {
                 field,
                 ac,
@@ -194,7 +188,7 @@ impl BucketPlan {
                 base: next_pattern,
                 variants,
                 few,
-                packed,
+                packed: OnceLock::new(),
             });
             next_pattern += literals.len() as u32;
         }
@@ -442,11 +436,20 @@ impl FieldScan {
             if few.iter().all(|&v| s.variant_seen[v as usize] == epoch) {
                 return;
             }
-            let hit = match (&self.packed, lazy.get()) {
-                (Some(p), _) => p.find(text).is_some(),
-                (None, Some(scanner)) => scanner.is_match(text),
-                // Too large to build: its variants are always candidates.
-                (None, None) => true,
+            let packed = self.packed.get_or_init(|| {
+                aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                    .builder()
+                    .extend(lazy.literals.iter())
+                    .build()
+            });
+            let hit = match packed {
+                Some(p) => p.find(text).is_some(),
+                None => match lazy.get() {
+                    Some(scanner) => scanner.is_match(text),
+                    // Too large to build: its variants are always candidates.
+                    None => true,
+                },
             };
             if !hit {
                 return;

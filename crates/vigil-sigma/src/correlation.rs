@@ -685,10 +685,20 @@ pub struct CorrelationPlan {
 }
 
 impl CorrelationPlan {
-    /// Resolves `corrs` and the legacy aggregations of `rules`.
-    pub fn new(rules: &[Rule], mut corrs: Vec<Correlation>) -> CorrelationPlan {
+    /// Resolves `corrs` and the legacy aggregations of the rules of
+    /// `set`. Without either, no rule is looked at (a set loaded from a
+    /// snapshot decodes its rules only when they are used).
+    pub fn new(set: &crate::RuleSet, mut corrs: Vec<Correlation>) -> CorrelationPlan {
+        if corrs.is_empty() && set.aggregating().next().is_none() {
+            return CorrelationPlan {
+                set: Arc::new(CorrelationSet::new(Vec::new(), &|_| false).0),
+                errors: Vec::new(),
+                per_rule: vec![(Vec::new(), true); set.len()],
+            };
+        }
+        let rules: Vec<&Rule> = set.rules().collect();
         let mut errors = Vec::new();
-        for r in rules {
+        for r in rules.iter().copied() {
             if r.aggregation.is_some() {
                 match from_legacy(r) {
                     Ok(c) => corrs.push(c),

@@ -19,12 +19,14 @@
 use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan, Stored};
 pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_FORMAT};
 
+mod rule_store;
 pub(crate) mod snapshot;
 pub use crate::eval::Scratch;
 use crate::eval::{eval_detection, eval_item, eval_selection, SlotState, View};
 use crate::logsource::LogSourceMap;
 use crate::rule::{Document, Filter, Rule};
 use crate::RuleError;
+use rule_store::RuleStore;
 use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -171,15 +173,22 @@ impl RuleSetBuilder {
             }
         }
         let triggers = triggers(&rules, &variants, self.prefilter, [channel, event_id]);
+        for rule in &rules {
+            warnings.extend(rule.warnings());
+        }
+        let aggregating = (0..rules.len() as u32)
+            .filter(|&i| rules[i as usize].aggregation.is_some())
+            .collect();
         RuleSet::assemble(
             Parts {
-                rules,
+                rules: RuleStore::compiled(rules),
                 variants,
                 field_names: c.names,
                 channel,
                 event_id,
                 warnings,
                 unmapped,
+                aggregating,
             },
             triggers,
             &mut Stored::default(),
@@ -208,8 +217,7 @@ fn triggers(
 /// snapshot keeps.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Parts {
-    #[serde(with = "snapshot::chunked")]
-    rules: Vec<Rule>,
+    rules: RuleStore,
     /// Grouped by rule, in rule order.
     #[serde(with = "snapshot::chunked")]
     variants: Vec<Variant>,
@@ -218,6 +226,8 @@ struct Parts {
     event_id: u32,
     warnings: Vec<RuleError>,
     unmapped: Vec<usize>,
+    /// Rules with a legacy aggregation.
+    aggregating: Vec<u32>,
 }
 
 /// [`Parts`] borrowed from a rule set, written exactly as `Parts` is (the
@@ -225,8 +235,7 @@ struct Parts {
 /// nothing.
 #[derive(serde::Serialize)]
 struct PartsRef<'a> {
-    #[serde(with = "snapshot::chunked")]
-    rules: &'a [Rule],
+    rules: &'a RuleStore,
     #[serde(with = "snapshot::chunked")]
     variants: &'a [Variant],
     field_names: &'a [String],
@@ -234,6 +243,7 @@ struct PartsRef<'a> {
     event_id: u32,
     warnings: &'a [RuleError],
     unmapped: &'a [usize],
+    aggregating: &'a [u32],
 }
 
 impl RuleSet {
@@ -248,6 +258,7 @@ impl RuleSet {
             event_id,
             warnings,
             unmapped,
+            aggregating,
         } = parts;
         let routes = Routes::build(&variants, &triggers, channel, event_id, stored);
         let fields = field_names
@@ -267,6 +278,7 @@ impl RuleSet {
                 event_id,
                 warnings,
                 unmapped,
+                aggregating,
                 triggers,
             }),
         }
@@ -386,7 +398,7 @@ pub struct RuleSet {
 
 #[derive(Debug)]
 struct Inner {
-    rules: Vec<Rule>,
+    rules: RuleStore,
     /// Grouped by rule, in rule order.
     variants: Vec<Variant>,
     /// Per rule, where its variants start in `variants` (one more entry
@@ -400,6 +412,8 @@ struct Inner {
     warnings: Vec<RuleError>,
     /// Rules of [`RuleSet::unmapped`].
     unmapped: Vec<usize>,
+    /// Rules with a legacy aggregation.
+    aggregating: Vec<u32>,
     /// Per variant, its trigger (for its snapshot).
     triggers: Vec<Option<Vec<Atom>>>,
 }
@@ -568,9 +582,11 @@ impl Routes {
 }
 
 impl RuleSet {
-    /// The rules, indexed by [`Match::rule`].
-    pub fn rules(&self) -> &[Rule] {
-        &self.inner.rules
+    /// The rules, in the order of [`Match::rule`]. A set loaded from a
+    /// snapshot decodes each rule when first asked for it
+    /// ([`RuleSet::rule`]): going through all of them decodes them all.
+    pub fn rules(&self) -> impl ExactSizeIterator<Item = &Rule> + '_ {
+        (0..self.len()).map(|i| self.rule(i))
     }
 
     /// One rule.
@@ -578,7 +594,21 @@ impl RuleSet {
     /// # Panics
     /// If `i` is not a rule index of this set.
     pub fn rule(&self, i: usize) -> &Rule {
-        &self.inner.rules[i]
+        self.inner.rule(i)
+    }
+
+    /// Rules with a legacy aggregation (`| count() by …`), which feed a
+    /// correlation rather than reporting matches of their own.
+    pub fn aggregating(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inner.aggregating.iter().map(|&i| i as usize)
+    }
+
+    /// How many rules of a set loaded from a snapshot could not be
+    /// decoded so far (each then matches nothing). Always 0 for a snapshot
+    /// this build wrote and a checksum vouched for; a caller that finds
+    /// otherwise should say so and compile the rules again.
+    pub fn unreadable(&self) -> usize {
+        self.inner.rules.unreadable()
     }
 
     /// How many rules the set holds.
@@ -588,11 +618,12 @@ impl RuleSet {
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.inner.rules.is_empty()
+        self.inner.rules.len() == 0
     }
 
-    /// Problems found while building that did not stop it (a filter that
-    /// names no loaded rule).
+    /// Problems that did not stop a rule or the set from loading: a
+    /// filter that names no loaded rule, and each rule's own
+    /// ([`Rule::warnings`]).
     pub fn warnings(&self) -> &[RuleError] {
         &self.inner.warnings
     }
@@ -603,7 +634,7 @@ impl RuleSet {
     /// are evaluated against every event of their product. Worth telling
     /// the user, who may want to map them (or leave them out).
     pub fn unmapped(&self) -> impl Iterator<Item = &Rule> + '_ {
-        self.inner.unmapped.iter().map(|&i| &self.inner.rules[i])
+        self.inner.unmapped.iter().map(|&i| self.rule(i))
     }
 
     /// How many of the distinct prefilter automata have been built, and
@@ -675,7 +706,7 @@ impl RuleSet {
             if !residual_hold(v, &view) {
                 continue;
             }
-            let rule = &inner.rules[v.rule as usize];
+            let rule = inner.rule(v.rule as usize);
             evaluated += 1;
             if eval_detection(&rule.detection, &v.fields, &view) {
                 scratch.rule_seen[v.rule as usize] = epoch;
@@ -723,7 +754,7 @@ impl RuleSet {
         let inner = &*self.inner;
         let view = View { event, s };
         let mut out: Vec<String> = Vec::new();
-        let det = &inner.rules[rule].detection;
+        let det = &inner.rule(rule).detection;
         for v in inner.variants_of(rule) {
             if !conds_hold(v, &view) || !eval_detection(det, &v.fields, &view) {
                 continue;
@@ -759,7 +790,7 @@ impl RuleSet {
         self.prepare(event, &mut s);
         let inner = &*self.inner;
         let mut out = String::new();
-        let r = &inner.rules[rule];
+        let r = inner.rule(rule);
         let variants: Vec<&Variant> = inner.variants_of(rule).iter().collect();
         if variants.is_empty() {
             let _ = writeln!(out, "  rule has no variant in this set");
@@ -831,6 +862,13 @@ impl RuleSet {
 }
 
 impl Inner {
+    /// Rule `i`, decoded and checked against its variants now if it was
+    /// stored.
+    fn rule(&self, i: usize) -> &Rule {
+        self.rules
+            .get(i, |rule| snapshot::rule_fits(rule, self.variants_of(i)))
+    }
+
     /// The variants of rule `rule`.
     fn variants_of(&self, rule: usize) -> &[Variant] {
         let (a, b) = (self.variant_starts[rule], self.variant_starts[rule + 1]);

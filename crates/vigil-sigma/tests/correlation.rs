@@ -33,7 +33,6 @@ fn harness(yaml: &str) -> Harness {
     let rules = b.finish();
     let ids: Vec<String> = rules
         .rules()
-        .iter()
         .flat_map(|r| [r.id.clone(), r.name.clone()])
         .flatten()
         .collect();

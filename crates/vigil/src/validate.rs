@@ -35,11 +35,6 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     builder.add_documents(loaded.docs.iter().cloned());
     let set = builder.finish();
     let mut warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
-    for d in &loaded.docs {
-        if let vigil_sigma::Document::Rule(r) = d {
-            warnings.extend(r.warnings().map(|w| w.to_string()));
-        }
-    }
     for r in set.unmapped() {
         warnings.push(format!(
             "{}: logsource {} is not in the log-source mapping; the rule runs on every {} event",

@@ -8,7 +8,9 @@
 //! rules with their compiled values, the variants, the field dictionary
 //! and every trigger — so that a cache (the caller's business: this crate
 //! does no I/O) can skip it. It also holds the automata of the large
-//! literal sets ([`crate::automaton`]), the costliest to build. The routes
+//! literal sets ([`crate::automaton`]), the costliest to build. Each rule
+//! is stored as its own byte string and decoded when first used
+//! (`rule_store.rs`): a hunt evaluates a fraction of the rules. The routes
 //! are rebuilt on load; the small literal sets' automata, which
 //! `aho-corasick` cannot serialize, are built when first used, and
 //! regular expressions are compiled again from their text, each when
@@ -23,14 +25,15 @@
 //! damaged one gives an error rather than a panic in the cheap cases, but
 //! not every invariant of every compiled value is re-verified.
 
-use super::{Parts, PartsRef, RuleSet};
+use super::{Parts, PartsRef, RuleSet, Variant};
 use crate::automaton::LiteralAutomaton;
 use crate::bucket::{Atom, ANY_FIELD};
+use crate::rule::Rule;
 
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
 /// self-describing, so a stale layout might otherwise decode as garbage).
-pub const SNAPSHOT_FORMAT: u32 = 3;
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 /// A compiled rule set, ready to serialize (with serde: the cache uses
 /// postcard) and to load back with [`RuleSet::from_snapshot`].
@@ -73,6 +76,7 @@ impl RuleSet {
                 event_id: inner.event_id,
                 warnings: &inner.warnings,
                 unmapped: &inner.unmapped,
+                aggregating: &inner.aggregating,
             },
             triggers: &inner.triggers,
             automata: crate::bucket::large_automata(inner.routes.buckets()),
@@ -99,10 +103,13 @@ impl RuleSet {
     }
 }
 
-/// The indices that evaluation follows without bounds checks of its own.
+/// The indices that evaluation follows without bounds checks of its own,
+/// but for those within rules: rules are decoded when first used, and
+/// checked then ([`rule_fits`]).
 fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
     let p = &s.parts;
     let fields = p.field_names.len() as u32;
+    let rules = p.rules.len();
     let bad = |what: &str| Err(SnapshotError(what.to_string()));
     if s.triggers.len() != p.variants.len() {
         return bad("one trigger per variant");
@@ -110,48 +117,25 @@ fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
     if p.channel >= fields || p.event_id >= fields {
         return bad("routing fields");
     }
-    if p.unmapped.iter().any(|&r| r >= p.rules.len()) {
-        return bad("unmapped rule index");
+    if p.unmapped.iter().any(|&r| r >= rules) || p.aggregating.iter().any(|&r| r as usize >= rules)
+    {
+        return bad("rule index");
     }
     let mut last_rule = 0;
     for v in &p.variants {
-        let Some(rule) = p.rules.get(v.rule as usize) else {
+        if v.rule as usize >= rules {
             return bad("variant's rule index");
-        };
+        }
         if v.rule < last_rule {
             return bad("variants out of rule order");
         }
         last_rule = v.rule;
-        if v.fields.len() != rule.detection.fields.len() || v.fields.iter().any(|&f| f >= fields) {
+        if v.fields.iter().any(|&f| f >= fields) {
             return bad("variant's field ids");
         }
         let conds = v.conds.iter().chain(&v.residual);
         if conds.map(|(f, _)| *f).any(|f| f >= fields) {
             return bad("variant's condition fields");
-        }
-    }
-    for rule in &p.rules {
-        let d = &rule.detection;
-        if d.names.len() != d.selections.len() || !d.cond.selections_below(d.selections.len()) {
-            return bad("condition's selections");
-        }
-        let items = d.selections.iter().flat_map(|s| s.groups.iter().flatten());
-        for item in items {
-            let refs = item.values.patterns.iter().filter_map(|p| match p {
-                crate::pattern::Pattern::FieldRef { local, .. } => Some(*local),
-                _ => None,
-            });
-            if item
-                .field
-                .into_iter()
-                .chain(refs)
-                .any(|f| f >= d.fields.len())
-            {
-                return bad("item's field index");
-            }
-            if item.values.value_of.len() != item.values.patterns.len() {
-                return bad("item's values");
-            }
         }
     }
     let atoms = s.triggers.iter().flatten().flatten();
@@ -164,9 +148,36 @@ fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// Whether a rule decoded from a snapshot is consistent in itself and
+/// with its variants: the indices its evaluation follows point somewhere.
+pub(super) fn rule_fits(rule: &Rule, variants: &[Variant]) -> bool {
+    let d = &rule.detection;
+    if d.names.len() != d.selections.len() || !d.cond.selections_below(d.selections.len()) {
+        return false;
+    }
+    if variants.iter().any(|v| v.fields.len() != d.fields.len()) {
+        return false;
+    }
+    d.selections
+        .iter()
+        .flat_map(|s| s.groups.iter().flatten())
+        .all(|item| {
+            let refs = item.values.patterns.iter().filter_map(|p| match p {
+                crate::pattern::Pattern::FieldRef { local, .. } => Some(*local),
+                _ => None,
+            });
+            item.values.value_of.len() == item.values.patterns.len()
+                && item
+                    .field
+                    .into_iter()
+                    .chain(refs)
+                    .all(|f| f < d.fields.len())
+        })
+}
+
 /// Serde for a long list decoded on every core: it is written as a few
 /// independently encoded chunks (postcard), and the chunks are decoded in
-/// parallel. Decoding thousands of rules is most of loading a snapshot.
+/// parallel (the variants and triggers of thousands of rules).
 pub(crate) mod chunked {
     use crate::byte_string::Bytes;
     use serde::de::DeserializeOwned;
@@ -376,6 +387,21 @@ detection:
         }
     }
 
+    /// The rules of a snapshot, decoded.
+    fn decoded_rules(snapshot: &RuleSetSnapshot) -> Vec<Rule> {
+        let rules = &snapshot.parts.rules;
+        (0..rules.len())
+            .map(|i| rules.get(i, |_| true).clone())
+            .collect()
+    }
+
+    /// `rules` as a loaded snapshot holds them: encoded.
+    fn stored(rules: Vec<Rule>) -> super::super::RuleStore {
+        let bytes =
+            postcard::to_allocvec(&super::super::RuleStore::compiled(rules)).expect("encode");
+        postcard::from_bytes(&bytes).expect("decode")
+    }
+
     #[test]
     fn a_damaged_snapshot_is_an_error_not_a_panic() {
         let mut snapshot = owned(&set());
@@ -383,15 +409,27 @@ detection:
         let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
         assert!(err.to_string().contains("variant's rule index"), "{err}");
 
+        // A rule whose indices point nowhere is found out when it is
+        // decoded, on first use: it then matches nothing, and is counted.
         let mut snapshot = owned(&set());
-        let item = &mut snapshot.parts.rules[0].detection.selections[0].groups[0][0];
-        item.values.value_of.push(7);
-        let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
-        assert!(err.to_string().contains("item's values"), "{err}");
+        let mut rules = decoded_rules(&snapshot);
+        rules[0].detection.selections[0].groups[0][0]
+            .values
+            .value_of
+            .push(7);
+        snapshot.parts.rules = stored(rules);
+        let loaded = RuleSet::from_snapshot(snapshot).expect("loads");
+        assert_eq!(loaded.unreadable(), 0);
+        let expected = matches(&set());
+        let mut without_r1 = expected.clone();
+        without_r1[0].clear();
+        assert_eq!(matches(&loaded), without_r1);
+        assert_eq!(loaded.unreadable(), 1);
 
         // A glob without segments is never compiled, but must not panic.
         let mut snapshot = owned(&set());
-        for rule in &mut snapshot.parts.rules {
+        let mut rules = decoded_rules(&snapshot);
+        for rule in &mut rules {
             for sel in &mut rule.detection.selections {
                 for item in sel.groups.iter_mut().flatten() {
                     for p in &mut item.values.patterns {
@@ -406,6 +444,7 @@ detection:
                 }
             }
         }
+        snapshot.parts.rules = stored(rules);
         let loaded = RuleSet::from_snapshot(snapshot).expect("loads");
         let _ = matches(&loaded);
 

@@ -37,7 +37,7 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(rules: &RuleSet, corrs: Vec<Correlation>) -> Correlator {
-        let plan = CorrelationPlan::new(rules.rules(), corrs);
+        let plan = CorrelationPlan::new(rules, corrs);
         Correlator {
             set: plan.set,
             errors: plan.errors,

@@ -155,10 +155,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         .max(1);
     let (inputs, input_errors) = discover(&args.inputs);
     let total_bytes: u64 = inputs.iter().map(|i| i.len).sum();
-    let mut warnings = set.warnings().to_vec();
-    for r in set.rules() {
-        warnings.extend(r.warnings());
-    }
+    let warnings = set.warnings().to_vec();
     let mut summary = Summary::new(&set, rule_errors, rules.skipped, warnings);
     summary.correlations = corr.set.correlations().len();
     summary.files = inputs.len() as u64;
@@ -237,6 +234,18 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     rules.finish_writing();
     summary.rules_cached = rules.cached;
     summary.rule_cache = rules.note;
+    if set.unreadable() > 0 {
+        // Never expected of an entry this build wrote behind a checksum;
+        // if it happens, the user must know that some rules did not run.
+        let note = format!(
+            "{} rules could not be read back from it and matched nothing; hunt again with --no-cache",
+            set.unreadable()
+        );
+        summary.rule_cache = Some(match summary.rule_cache.take() {
+            Some(before) => format!("{before}; {note}"),
+            None => note,
+        });
+    }
     summary.window = shared.time.window.as_ref().map(Window::describe);
     summary.span = shared.time.span.bounds();
     summary.repeats = shared.dedup.map(|d| d.into_inner().expect("dedup").repeats);

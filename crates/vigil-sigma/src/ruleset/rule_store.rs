@@ -1,0 +1,217 @@
+//! The rules of a set, each decoded on first use when the set was loaded
+//! from a snapshot.
+//!
+//! Decoding thousands of compiled rules (their strings, selections and
+//! values: about 55 allocations each) was the largest part of loading a
+//! snapshot, while a hunt through one host's logs evaluates a third of
+//! SigmaHQ's Windows rules and reports fewer. So a snapshot stores each
+//! rule as its own byte string, and a loaded set keeps those bytes and
+//! decodes a rule the first time it is asked for.
+//!
+//! Invariant: [`RuleStore::get`] gives the rule that was stored, or — if
+//! its bytes do not decode or fail [`RuleStore`]'s caller's check, which
+//! a checksummed cache entry written by the same build never does — a
+//! rule that matches nothing, counted in [`RuleStore::unreadable`].
+
+use crate::byte_string::Bytes;
+use crate::condition::Cond;
+use crate::rule::{Detection, Rule};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// The rules of a set, in set order.
+#[derive(Debug, Default)]
+pub(crate) struct RuleStore {
+    cells: Vec<OnceLock<Rule>>,
+    /// The rules as stored (postcard), one after another; empty for a
+    /// compiled set, whose cells are all filled.
+    encoded: Vec<u8>,
+    /// Where each stored rule ends in `encoded`.
+    ends: Vec<u32>,
+    /// Stored rules that did not decode.
+    unreadable: AtomicUsize,
+}
+
+impl RuleStore {
+    /// The store of a compiled set.
+    pub fn compiled(rules: Vec<Rule>) -> RuleStore {
+        RuleStore {
+            cells: rules.into_iter().map(OnceLock::from).collect(),
+            ..RuleStore::default()
+        }
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Rule `i`, decoded now if it was not yet; `check` says whether a
+    /// decoded rule is consistent with the rest of the set.
+    ///
+    /// # Panics
+    /// If `i` is not below [`RuleStore::len`].
+    pub fn get(&self, i: usize, check: impl FnOnce(&Rule) -> bool) -> &Rule {
+        self.cells[i].get_or_init(|| match postcard::from_bytes::<Rule>(self.stored(i)) {
+            Ok(rule) if check(&rule) => rule,
+            _ => {
+                self.unreadable.fetch_add(1, Ordering::Relaxed);
+                unreadable_rule()
+            }
+        })
+    }
+
+    /// Rule `i` if it is decoded.
+    #[cfg(test)]
+    pub fn decoded(&self, i: usize) -> Option<&Rule> {
+        self.cells[i].get()
+    }
+
+    /// How many stored rules did not decode (so far: rules are decoded
+    /// when first used).
+    pub fn unreadable(&self) -> usize {
+        self.unreadable.load(Ordering::Relaxed)
+    }
+
+    fn stored(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.ends
+            .get(i)
+            .and_then(|&end| self.encoded.get(start..end as usize))
+            .unwrap_or_default()
+    }
+}
+
+/// What stands in for a stored rule that does not decode: it matches
+/// nothing (an `or` of no selections is false).
+fn unreadable_rule() -> Rule {
+    Rule {
+        title: "(a rule the compiled-rule snapshot could not give back)".into(),
+        id: None,
+        name: None,
+        status: None,
+        level: None,
+        description: None,
+        author: None,
+        tags: Vec::new(),
+        references: Vec::new(),
+        falsepositives: Vec::new(),
+        fields: Vec::new(),
+        logsource: Default::default(),
+        aggregation: None,
+        timeframe: None,
+        alert_group_by: None,
+        path: None,
+        line: 0,
+        detection: Detection {
+            names: Vec::new(),
+            selections: Vec::new(),
+            fields: Vec::new(),
+            cond: Cond::Or(Vec::new()),
+            warnings: Vec::new(),
+        },
+    }
+}
+
+/// Written as a list of byte strings, one rule each: a stored rule as it
+/// was read, a decoded one encoded now.
+impl Serialize for RuleStore {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.cells.len()))?;
+        for (i, cell) in self.cells.iter().enumerate() {
+            match cell.get() {
+                Some(rule) => {
+                    let bytes = postcard::to_allocvec(rule).map_err(S::Error::custom)?;
+                    seq.serialize_element(&Bytes(bytes.into()))?;
+                }
+                None => seq.serialize_element(&Bytes(self.stored(i).into()))?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Read back with every rule still encoded, its bytes copied into one
+/// buffer.
+impl<'de> Deserialize<'de> for RuleStore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RuleStore;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of encoded rules")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RuleStore, A::Error> {
+                let n = seq.size_hint().unwrap_or(0).min(1 << 20);
+                let mut store = RuleStore {
+                    cells: Vec::with_capacity(n),
+                    ends: Vec::with_capacity(n),
+                    ..RuleStore::default()
+                };
+                while let Some(rule) = seq.next_element::<Bytes<'de>>()? {
+                    store.encoded.extend_from_slice(&rule.0);
+                    let end = u32::try_from(store.encoded.len())
+                        .map_err(|_| serde::de::Error::custom("stored rules over 4 GiB"))?;
+                    store.ends.push(end);
+                    store.cells.push(OnceLock::new());
+                }
+                Ok(store)
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::parse_file;
+    use crate::Placeholders;
+
+    fn rules() -> Vec<Rule> {
+        let text = "title: a\nid: r1\nlogsource: {product: windows}\ndetection:\n  sel: {Image|endswith: '\\x.exe'}\n  condition: sel\n---\ntitle: b\nid: r2\nlogsource: {product: windows}\ndetection:\n  keywords: [mimikatz]\n  condition: keywords\n";
+        let (docs, errors) = parse_file(None, text, &Placeholders::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        docs.into_iter()
+            .map(|d| match d {
+                crate::Document::Rule(r) => *r,
+                _ => panic!("a rule"),
+            })
+            .collect()
+    }
+
+    /// A stored rule is decoded when first asked for, and only then.
+    #[test]
+    fn stored_rules_are_decoded_on_first_use() {
+        let bytes = postcard::to_allocvec(&RuleStore::compiled(rules())).expect("encode");
+        let store: RuleStore = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(store.len(), 2);
+        assert!(store.decoded(0).is_none() && store.decoded(1).is_none());
+        assert_eq!(store.get(1, |_| true).id.as_deref(), Some("r2"));
+        assert!(store.decoded(0).is_none());
+        assert_eq!(store.unreadable(), 0);
+        // Written again, the undecoded rule is copied as it was stored.
+        assert_eq!(postcard::to_allocvec(&store).expect("encode"), bytes);
+    }
+
+    /// A rule that does not decode, or fails the caller's check, matches
+    /// nothing and is counted; the others are unaffected.
+    #[test]
+    fn an_unreadable_rule_matches_nothing_and_is_counted() {
+        let bytes = postcard::to_allocvec(&RuleStore::compiled(rules())).expect("encode");
+        let mut damaged: RuleStore = postcard::from_bytes(&bytes).expect("decode");
+        let first_end = damaged.ends[0] as usize;
+        damaged.encoded[first_end / 2..first_end].fill(0xff);
+        let rule = damaged.get(0, |_| true);
+        assert!(rule.id.is_none());
+        assert!(!rule.detection.cond.eval(&mut |_| true));
+        assert_eq!(damaged.unreadable(), 1);
+        assert_eq!(damaged.get(1, |_| false).id, None);
+        assert_eq!(damaged.unreadable(), 2);
+    }
+}
