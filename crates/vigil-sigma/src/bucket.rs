@@ -23,6 +23,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
 
+mod stored;
+pub(crate) use stored::{load_automata, AutomataWriter, Bounds, StoredAutomaton, StoredBucket};
+
 /// A literal that must occur in a field (`u32::MAX`: in any field).
 pub(crate) type Atom = (u32, String);
 
@@ -316,41 +319,17 @@ impl LazyAutomaton {
 /// Automata by literal set.
 pub(crate) type Automata = FxHashMap<Vec<String>, Arc<LazyAutomaton>>;
 
-/// Large automata read from a snapshot, by [`set_key`] of their literals.
-pub(crate) type Stored = FxHashMap<u64, LiteralAutomaton>;
-
-/// Identifies a literal set among a rule set's: the snapshot stores its
-/// large automata under it.
-pub(crate) fn set_key(literals: &[String]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    literals.hash(&mut h);
-    h.finish()
-}
-
 /// One automaton per distinct literal set among `sets`, shared by every
-/// bucket that has the same set: taken from `stored` when it has the set,
-/// built on first use otherwise.
-pub(crate) fn lazy_automata<'a>(
-    sets: impl Iterator<Item = &'a [String]>,
-    stored: &mut Stored,
-) -> Automata {
+/// bucket that has the same set, built on first use.
+pub(crate) fn lazy_automata<'a>(sets: impl Iterator<Item = &'a [String]>) -> Automata {
     let mut out = Automata::default();
     for set in sets {
         if out.contains_key(set) {
             continue;
         }
-        let built = OnceLock::new();
-        if set.len() >= LARGE_SET {
-            if let Some(a) = stored.remove(&set_key(set)) {
-                if a.patterns() == set.len() {
-                    let _ = built.set(Some(Scanner::Large(Box::new(a))));
-                }
-            }
-        }
         let lazy = LazyAutomaton {
             literals: set.into(),
-            built,
+            built: OnceLock::new(),
         };
         out.insert(set.to_vec(), Arc::new(lazy));
     }
@@ -359,6 +338,7 @@ pub(crate) fn lazy_automata<'a>(
 
 /// The distinct automata of `buckets` (buckets share one per literal
 /// set).
+#[cfg(test)]
 fn distinct_automata<'a>(
     buckets: impl Iterator<Item = &'a Bucket>,
 ) -> impl Iterator<Item = &'a LazyAutomaton> {
@@ -367,21 +347,6 @@ fn distinct_automata<'a>(
         .flat_map(|b| b.scans.iter().filter_map(|s| s.ac.as_ref()))
         .filter(move |lazy| seen.insert(Arc::as_ptr(lazy)))
         .map(|lazy| &**lazy)
-}
-
-/// The large automata of `buckets`, each once, built now where they are
-/// not yet, with their [`set_key`]s: what a snapshot stores.
-pub(crate) fn large_automata<'a>(
-    buckets: impl Iterator<Item = &'a Bucket>,
-) -> Vec<(u64, &'a LiteralAutomaton)> {
-    let mut out: Vec<_> = distinct_automata(buckets)
-        .filter_map(|lazy| match lazy.get() {
-            Some(Scanner::Large(a)) => Some((set_key(&lazy.literals), &**a)),
-            _ => None,
-        })
-        .collect();
-    out.sort_by_key(|(k, _)| *k);
-    out
 }
 
 /// How many of the distinct automata of `buckets` have been built, and

@@ -48,13 +48,13 @@ pub(crate) fn partition(literals: &[String]) -> Vec<bool> {
 }
 
 /// Literals looked up by key; each reports its pattern number.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct KeyedLiterals {
     groups: Vec<Group>,
 }
 
 /// The literals of one key.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Group {
     key: memmem::Finder<'static>,
     /// Per value length: value → pattern number.
@@ -93,6 +93,22 @@ impl KeyedLiterals {
         (!groups.is_empty()).then_some(KeyedLiterals { groups })
     }
 
+    /// How many literals there are, when their pattern numbers are
+    /// exactly `first..first + count` (what a scan expects of the literals
+    /// after its automaton's); `None` otherwise.
+    pub(crate) fn patterns_after(&self, first: usize) -> Option<usize> {
+        let mut seen = Vec::new();
+        for (_, values) in self.groups.iter().flat_map(|g| &g.by_len) {
+            seen.extend(values.values().map(|&p| p as usize));
+        }
+        seen.sort_unstable();
+        let count = seen.len();
+        seen.iter()
+            .enumerate()
+            .all(|(i, &p)| p == first + i)
+            .then_some(count)
+    }
+
     /// Calls `hit` with the pattern number of every literal occurring in
     /// `text` (a literal occurring twice may be reported twice).
     pub(crate) fn find(&self, text: &[u8], hit: &mut impl FnMut(u32)) {
@@ -107,6 +123,78 @@ impl KeyedLiterals {
                 }
             }
         }
+    }
+}
+
+/// One key's literals as stored: the key, and each value with its pattern
+/// number.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredGroup {
+    #[serde(with = "crate::byte_string::bytes")]
+    key: Vec<u8>,
+    values: Vec<StoredValue>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredValue {
+    #[serde(with = "crate::byte_string::bytes")]
+    value: Vec<u8>,
+    pattern: u32,
+}
+
+/// Written as its keys and values; the finders and tables are built again
+/// when read.
+impl serde::Serialize for KeyedLiterals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let groups: Vec<StoredGroup> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let mut values: Vec<_> = g
+                    .by_len
+                    .iter()
+                    .flat_map(|(_, values)| values.iter())
+                    .map(|(v, &pattern)| StoredValue {
+                        value: v.to_vec(),
+                        pattern,
+                    })
+                    .collect();
+                values.sort_by_key(|v| v.pattern);
+                StoredGroup {
+                    key: g.key.needle().to_vec(),
+                    values,
+                }
+            })
+            .collect();
+        groups.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyedLiterals {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = Vec::<StoredGroup>::deserialize(d)?;
+        let mut groups = Vec::with_capacity(stored.len());
+        for g in stored {
+            if g.key.is_empty() {
+                return Err(serde::de::Error::custom("keyed literals: an empty key"));
+            }
+            let mut by_len: Vec<(usize, Values)> = Vec::new();
+            for StoredValue { value, pattern: p } in g.values {
+                let slot = match by_len.iter().position(|(n, _)| *n == value.len()) {
+                    Some(i) => i,
+                    None => {
+                        by_len.push((value.len(), FxHashMap::default()));
+                        by_len.len() - 1
+                    }
+                };
+                by_len[slot].1.insert(value.into(), p);
+            }
+            groups.push(Group {
+                key: memmem::Finder::new(&g.key).into_owned(),
+                by_len,
+            });
+        }
+        Ok(KeyedLiterals { groups })
     }
 }
 
@@ -149,6 +237,27 @@ mod tests {
         want.sort_unstable();
         want.dedup();
         assert_eq!(got, want, "{text}");
+    }
+
+    /// Written and read back (as a rule-set snapshot stores them), the
+    /// literals report the same patterns, and their numbers are checked.
+    #[test]
+    fn stored_and_read_back_they_find_the_same() {
+        let lits = hashes(20);
+        let keyed = KeyedLiterals::new(&lits, 5).unwrap();
+        let bytes = postcard::to_allocvec(&keyed).expect("encode");
+        let back: KeyedLiterals = postcard::from_bytes(&bytes).expect("decode");
+        let text = format!("sha1={},md5={}", &lits[25][5..], &lits[3][4..]);
+        let found = |k: &KeyedLiterals| {
+            let mut got = Vec::new();
+            k.find(text.as_bytes(), &mut |p| got.push(p));
+            got.sort_unstable();
+            got
+        };
+        assert_eq!(found(&back), vec![8, 30]);
+        assert_eq!(found(&back), found(&keyed));
+        assert_eq!(back.patterns_after(5), Some(40));
+        assert_eq!(back.patterns_after(4), None);
     }
 
     #[test]

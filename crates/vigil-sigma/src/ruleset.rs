@@ -16,7 +16,7 @@
 //! The prefilter never changes a result: a rule is skipped only when it
 //! provably cannot match (tested against full evaluation).
 
-use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan, Stored};
+use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan};
 pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_FORMAT};
 
 mod rule_store;
@@ -179,6 +179,7 @@ impl RuleSetBuilder {
         let aggregating = (0..rules.len() as u32)
             .filter(|&i| rules[i as usize].aggregation.is_some())
             .collect();
+        let routes = Routes::build(&variants, &triggers, channel, event_id);
         RuleSet::assemble(
             Parts {
                 rules: RuleStore::compiled(rules),
@@ -190,8 +191,8 @@ impl RuleSetBuilder {
                 unmapped,
                 aggregating,
             },
-            triggers,
-            &mut Stored::default(),
+            Triggers::Decoded(triggers),
+            routes,
         )
     }
 }
@@ -247,9 +248,8 @@ struct PartsRef<'a> {
 }
 
 impl RuleSet {
-    /// Builds the routes and their automata around `parts`.
-    /// `stored`: large automata a snapshot had, by literal set.
-    fn assemble(parts: Parts, triggers: Vec<Option<Vec<Atom>>>, stored: &mut Stored) -> RuleSet {
+    /// The rule set of `parts` with its triggers and routes.
+    fn assemble(parts: Parts, triggers: Triggers, routes: Routes) -> RuleSet {
         let Parts {
             rules,
             variants,
@@ -260,7 +260,6 @@ impl RuleSet {
             unmapped,
             aggregating,
         } = parts;
-        let routes = Routes::build(&variants, &triggers, channel, event_id, stored);
         let fields = field_names
             .iter()
             .enumerate()
@@ -415,7 +414,18 @@ struct Inner {
     /// Rules with a legacy aggregation.
     aggregating: Vec<u32>,
     /// Per variant, its trigger (for its snapshot).
-    triggers: Vec<Option<Vec<Atom>>>,
+    triggers: Triggers,
+}
+
+/// Per variant, its trigger: what routing is built from. A set loaded
+/// from a snapshot has its routes already built, and keeps its triggers
+/// only to write them again, as they were read.
+#[derive(Debug)]
+pub(crate) enum Triggers {
+    /// As compiled.
+    Decoded(Vec<Option<Vec<Atom>>>),
+    /// As a snapshot holds them ([`snapshot::chunked`]).
+    Encoded(Vec<Vec<u8>>),
 }
 
 /// A rule that matched an event.
@@ -460,6 +470,7 @@ type ChannelBuckets = (String, Vec<(i64, Vec<u32>)>, Vec<u32>);
 
 impl Routes {
     /// Every bucket.
+    #[cfg(test)]
     fn buckets(&self) -> impl Iterator<Item = &Bucket> {
         self.channels
             .values()
@@ -472,7 +483,6 @@ impl Routes {
         triggers: &[Option<Vec<Atom>>],
         channel: u32,
         event_id: u32,
-        stored: &mut Stored,
     ) -> Routes {
         // channel → (event id → variants, variants for any event id)
         let mut by_channel: FxHashMap<String, ChannelVariants> = FxHashMap::default();
@@ -547,7 +557,7 @@ impl Routes {
         // Planning and finishing each bucket are independent per bucket:
         // both on every core. The automata are built when first used.
         let plans = crate::bucket::par_map(&buckets, 8, |ids| BucketPlan::new(ids, triggers));
-        let automata = lazy_automata(plans.iter().flat_map(|p| p.literal_sets()), stored);
+        let automata = lazy_automata(plans.iter().flat_map(|p| p.literal_sets()));
         let mut next = 0u32;
         let mut finished = Vec::with_capacity(plans.len());
         for (mut bucket, patterns) in

@@ -8,11 +8,12 @@
 //! rules with their compiled values, the variants, the field dictionary
 //! and every trigger — so that a cache (the caller's business: this crate
 //! does no I/O) can skip it. It also holds the automata of the large
-//! literal sets ([`crate::automaton`]), the costliest to build. Each rule
-//! is stored as its own byte string and decoded when first used
-//! (`rule_store.rs`): a hunt evaluates a fraction of the rules. The routes
-//! are rebuilt on load; the small literal sets' automata, which
-//! `aho-corasick` cannot serialize, are built when first used, and
+//! literal sets ([`crate::automaton`]), the costliest to build, and the
+//! routes with their buckets (`bucket/stored.rs`), so that triggers are
+//! not grouped again. Each rule is stored as its own byte string and
+//! decoded when first used (`rule_store.rs`): a hunt evaluates a fraction
+//! of the rules. The small literal sets' automata, which `aho-corasick`
+//! cannot serialize, are built when first used, and
 //! regular expressions are compiled again from their text, each when
 //! first used ([`crate::pattern::RuleRegex`]).
 //!
@@ -25,26 +26,25 @@
 //! damaged one gives an error rather than a panic in the cheap cases, but
 //! not every invariant of every compiled value is re-verified.
 
-use super::{Parts, PartsRef, RuleSet, Variant};
-use crate::automaton::LiteralAutomaton;
-use crate::bucket::{Atom, ANY_FIELD};
+use super::{ChannelRoute, Parts, PartsRef, Routes, RuleSet, Triggers, Variant};
+use crate::bucket::{load_automata, AutomataWriter, Bounds, StoredAutomaton, StoredBucket};
+use crate::byte_string::Bytes;
 use crate::rule::Rule;
+use rustc_hash::FxHashMap;
 
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
 /// self-describing, so a stale layout might otherwise decode as garbage).
-pub const SNAPSHOT_FORMAT: u32 = 4;
+pub const SNAPSHOT_FORMAT: u32 = 5;
 
 /// A compiled rule set, ready to serialize (with serde: the cache uses
 /// postcard) and to load back with [`RuleSet::from_snapshot`].
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct RuleSetSnapshot {
     parts: Parts,
-    /// Per variant, its trigger.
-    #[serde(with = "chunked")]
-    triggers: Vec<Option<Vec<Atom>>>,
-    /// The large literal automata, by [`crate::bucket::set_key`].
-    automata: Vec<(u64, LiteralAutomaton)>,
+    /// Per variant, its trigger (kept encoded: the routes are stored).
+    triggers: Triggers,
+    routes: StoredRoutes,
 }
 
 /// A snapshot borrowed from a rule set, for writing: it serializes to
@@ -53,9 +53,26 @@ pub struct RuleSetSnapshot {
 #[derive(serde::Serialize)]
 pub struct RuleSetSnapshotRef<'a> {
     parts: PartsRef<'a>,
-    #[serde(with = "chunked")]
-    triggers: &'a [Option<Vec<Atom>>],
-    automata: Vec<(u64, &'a LiteralAutomaton)>,
+    triggers: &'a Triggers,
+    routes: StoredRoutes,
+}
+
+/// The routes as a snapshot stores them: each distinct automaton once,
+/// channels and event ids in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRoutes {
+    automata: Vec<StoredAutomaton>,
+    channels: Vec<StoredChannel>,
+    generic: Vec<(String, StoredBucket)>,
+    patterns: u32,
+}
+
+/// A channel's buckets: by event id, and for any event id.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredChannel {
+    name: String,
+    by_event_id: Vec<(i64, StoredBucket)>,
+    any: StoredBucket,
 }
 
 /// Why a snapshot could not be loaded.
@@ -64,7 +81,8 @@ pub struct RuleSetSnapshotRef<'a> {
 pub struct SnapshotError(String);
 
 impl RuleSet {
-    /// A snapshot of this rule set, to serialize.
+    /// A snapshot of this rule set, to serialize. Its large automata are
+    /// built now if they are not yet.
     pub fn snapshot(&self) -> RuleSetSnapshotRef<'_> {
         let inner = &*self.inner;
         RuleSetSnapshotRef {
@@ -79,12 +97,11 @@ impl RuleSet {
                 aggregating: &inner.aggregating,
             },
             triggers: &inner.triggers,
-            automata: crate::bucket::large_automata(inner.routes.buckets()),
+            routes: inner.routes.stored(),
         }
     }
 
-    /// The rule set a snapshot was taken of; its routes and automata are
-    /// built again.
+    /// The rule set a snapshot was taken of.
     ///
     /// # Errors
     /// When an index in the snapshot points nowhere (a damaged snapshot).
@@ -93,12 +110,96 @@ impl RuleSet {
         let RuleSetSnapshot {
             parts,
             triggers,
-            automata,
+            routes,
         } = snapshot;
-        Ok(RuleSet::assemble(
-            parts,
-            triggers,
-            &mut automata.into_iter().collect(),
+        let bounds = Bounds {
+            fields: parts.field_names.len() as u32,
+            variants: parts.variants.len() as u32,
+            patterns: routes.patterns,
+        };
+        let routes = Routes::load(routes, &bounds).map_err(SnapshotError)?;
+        Ok(RuleSet::assemble(parts, triggers, routes))
+    }
+}
+
+impl Routes {
+    fn stored(&self) -> StoredRoutes {
+        let mut automata = AutomataWriter::default();
+        let mut channels: Vec<_> = self.channels.iter().collect();
+        channels.sort_by(|a, b| a.0.cmp(b.0));
+        let channels = channels
+            .into_iter()
+            .map(|(name, route)| {
+                let mut ids: Vec<_> = route.by_event_id.iter().collect();
+                ids.sort_by_key(|(id, _)| **id);
+                let by_event_id = ids
+                    .into_iter()
+                    .map(|(id, b)| (*id, automata.bucket(b)))
+                    .collect();
+                StoredChannel {
+                    name: name.clone(),
+                    by_event_id,
+                    any: automata.bucket(&route.any),
+                }
+            })
+            .collect();
+        let mut generic: Vec<_> = self.generic.iter().collect();
+        generic.sort_by(|a, b| a.0.cmp(b.0));
+        let generic = generic
+            .into_iter()
+            .map(|(p, b)| (p.clone(), automata.bucket(b)))
+            .collect();
+        StoredRoutes {
+            automata: automata.finish(),
+            channels,
+            generic,
+            patterns: self.patterns as u32,
+        }
+    }
+
+    fn load(s: StoredRoutes, bounds: &Bounds) -> Result<Routes, String> {
+        let automata = load_automata(s.automata)?;
+        let mut channels = FxHashMap::default();
+        for c in s.channels {
+            let mut route = ChannelRoute {
+                by_event_id: FxHashMap::default(),
+                any: c.any.load(&automata, bounds)?,
+            };
+            for (id, bucket) in c.by_event_id {
+                route
+                    .by_event_id
+                    .insert(id, bucket.load(&automata, bounds)?);
+            }
+            channels.insert(c.name, route);
+        }
+        let mut generic = FxHashMap::default();
+        for (product, bucket) in s.generic {
+            generic.insert(product, bucket.load(&automata, bounds)?);
+        }
+        Ok(Routes {
+            channels,
+            generic,
+            patterns: s.patterns as usize,
+        })
+    }
+}
+
+/// Written as the chunks [`chunked`] writes, decoded or not; read back
+/// without decoding them.
+impl serde::Serialize for Triggers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Triggers::Decoded(triggers) => chunked::serialize(triggers, s),
+            Triggers::Encoded(chunks) => s.collect_seq(chunks.iter().map(|c| Bytes(c.into()))),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Triggers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let chunks = Vec::<Bytes<'de>>::deserialize(d)?;
+        Ok(Triggers::Encoded(
+            chunks.into_iter().map(|c| c.0.into_owned()).collect(),
         ))
     }
 }
@@ -111,9 +212,6 @@ fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
     let fields = p.field_names.len() as u32;
     let rules = p.rules.len();
     let bad = |what: &str| Err(SnapshotError(what.to_string()));
-    if s.triggers.len() != p.variants.len() {
-        return bad("one trigger per variant");
-    }
     if p.channel >= fields || p.event_id >= fields {
         return bad("routing fields");
     }
@@ -137,13 +235,6 @@ fn check(s: &RuleSetSnapshot) -> Result<(), SnapshotError> {
         if conds.map(|(f, _)| *f).any(|f| f >= fields) {
             return bad("variant's condition fields");
         }
-    }
-    let atoms = s.triggers.iter().flatten().flatten();
-    if atoms
-        .map(|(f, _)| *f)
-        .any(|f| f >= fields && f != ANY_FIELD)
-    {
-        return bad("trigger's field id");
     }
     Ok(())
 }
@@ -325,7 +416,7 @@ detection:
         let original = b.build();
         assert_eq!(original.automata_built(), (0, 1));
         let snapshot = owned(&original);
-        assert_eq!(snapshot.automata.len(), 1);
+        assert_eq!(snapshot.routes.automata.len(), 1);
         let loaded = RuleSet::from_snapshot(snapshot).expect("load");
         assert_eq!(loaded.automata_built(), (1, 1));
         let mut scratch = Scratch::default();
@@ -447,6 +538,27 @@ detection:
         snapshot.parts.rules = stored(rules);
         let loaded = RuleSet::from_snapshot(snapshot).expect("loads");
         let _ = matches(&loaded);
+
+        // Routes whose numbers point nowhere.
+        for (damage, why) in [
+            (
+                StoredBucket::damage_automaton_number as fn(&mut StoredBucket),
+                "automaton number",
+            ),
+            (StoredBucket::damage_variant_id, "variant id"),
+            (StoredBucket::damage_pattern_numbers, "pattern numbers"),
+        ] {
+            let mut snapshot = owned(&set());
+            let channel = snapshot
+                .routes
+                .channels
+                .iter_mut()
+                .find(|c| c.name.contains("sysmon"))
+                .expect("the sysmon channel");
+            damage(&mut channel.by_event_id[0].1);
+            let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
+            assert!(err.to_string().contains(why), "{err}");
+        }
 
         let bytes = postcard::to_allocvec(&set().snapshot()).expect("encode");
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
