@@ -50,7 +50,7 @@ struct FieldScan {
     /// per-event "seen" stamps.
     base: u32,
     /// Per pattern: the variants it triggers.
-    variants: Vec<Vec<u32>>,
+    variants: VariantLists,
     /// When the automaton serves only a few variants, finding any literal
     /// is enough to queue them all: `is_match` stops at the first hit and
     /// uses the automaton's prefilter, where an overlapping search must
@@ -61,6 +61,59 @@ struct FieldScan {
     /// answering "is any literal here". Built on first use, as the
     /// automata are.
     packed: OnceLock<Option<aho_corasick::packed::Searcher>>,
+}
+
+/// Per pattern, the variants it triggers: the lists one after another,
+/// one allocation for all the patterns of a scan rather than one each
+/// (tens of thousands for SigmaHQ's rules, each made again when a
+/// snapshot is loaded).
+///
+/// Invariant: `ends` never decreases and its last entry is `ids.len()`
+/// (checked when read from a snapshot).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct VariantLists {
+    /// Where each pattern's list ends in `ids`.
+    #[serde(with = "crate::byte_string::words")]
+    ends: Vec<u32>,
+    #[serde(with = "crate::byte_string::words")]
+    ids: Vec<u32>,
+}
+
+impl VariantLists {
+    fn new(lists: Vec<Vec<u32>>) -> VariantLists {
+        let mut out = VariantLists {
+            ends: Vec::with_capacity(lists.len()),
+            ids: Vec::with_capacity(lists.iter().map(Vec::len).sum()),
+        };
+        for list in lists {
+            out.ids.extend(list);
+            out.ends.push(out.ids.len() as u32);
+        }
+        out
+    }
+
+    /// How many patterns there are.
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The variants of pattern `p` (none past the end).
+    fn get(&self, p: usize) -> &[u32] {
+        let start = if p == 0 { 0 } else { self.ends[p - 1] as usize };
+        let end = self.ends.get(p).map_or(start, |&e| e as usize);
+        self.ids.get(start..end).unwrap_or_default()
+    }
+
+    /// Every variant of every pattern.
+    fn all(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Whether the invariant holds.
+    fn is_consistent(&self) -> bool {
+        self.ends.windows(2).all(|w| w[0] <= w[1])
+            && self.ends.last().map_or(0, |&e| e as usize) == self.ids.len()
+    }
 }
 
 /// Up to this many variants, a scan queues all of them on any hit.
@@ -179,7 +232,8 @@ impl BucketPlan {
             if ac.is_none() && keyed.is_none() {
                 continue;
             }
-            let mut distinct: Vec<u32> = variants.iter().flatten().copied().collect();
+            let variants = VariantLists::new(variants);
+            let mut distinct: Vec<u32> = variants.all().to_vec();
             distinct.sort_unstable();
             distinct.dedup();
             let few = (distinct.len() <= FEW_VARIANTS && keyed.is_none() && ac.is_some())
@@ -447,7 +501,7 @@ impl FieldScan {
             return;
         }
         s.pattern_seen[global] = epoch;
-        for &v in &self.variants[p] {
+        for &v in self.variants.get(p) {
             push_candidate(s, v, epoch);
         }
     }

@@ -13,7 +13,7 @@
 //! automata, fields, variants and patterns all point somewhere, so a
 //! damaged snapshot is an error, never a panic.
 
-use super::{Bucket, FieldScan, LazyAutomaton, Scanner, ANY_FIELD};
+use super::{Bucket, FieldScan, LazyAutomaton, Scanner, VariantLists, ANY_FIELD};
 use crate::automaton::LiteralAutomaton;
 use crate::keyed::KeyedLiterals;
 use rustc_hash::FxHashMap;
@@ -40,7 +40,7 @@ struct StoredScan {
     ac: Option<u32>,
     keyed: Option<KeyedLiterals>,
     base: u32,
-    variants: Vec<Vec<u32>>,
+    variants: VariantLists,
     few: Option<Vec<u32>>,
 }
 
@@ -168,14 +168,17 @@ impl StoredBucket {
                 };
                 let patterns = in_automaton + keyed;
                 let end = u64::from(s.base) + patterns as u64;
-                if s.variants.len() != patterns || end > u64::from(bounds.patterns) {
+                if s.variants.len() != patterns
+                    || !s.variants.is_consistent()
+                    || end > u64::from(bounds.patterns)
+                {
                     return Err("a scan's pattern numbers".to_string());
                 }
                 let few_ok = s
                     .few
                     .as_ref()
                     .is_none_or(|f| f.iter().all(variant_ok) && ac.is_some());
-                if !few_ok || !s.variants.iter().flatten().all(variant_ok) {
+                if !few_ok || !s.variants.all().iter().all(variant_ok) {
                     return Err("a scan's variant id".to_string());
                 }
                 Ok(FieldScan {
@@ -210,7 +213,7 @@ impl StoredBucket {
 
     /// Names a variant that is not there.
     pub fn damage_variant_id(&mut self) {
-        self.scans[0].variants[0].push(999_999);
+        self.scans[0].variants.ids[0] = 999_999;
     }
 
     /// Numbers the first scan's patterns past the end.

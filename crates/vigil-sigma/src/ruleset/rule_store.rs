@@ -133,37 +133,27 @@ impl Serialize for RuleStore {
     }
 }
 
-/// Read back with every rule still encoded, its bytes copied into one
-/// buffer.
+/// Read back with every rule still encoded, their bytes copied into one
+/// buffer of the exact size (grown as they came, it was copied over and
+/// over into fresh memory).
 impl<'de> Deserialize<'de> for RuleStore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = RuleStore;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a list of encoded rules")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<RuleStore, A::Error> {
-                let n = seq.size_hint().unwrap_or(0).min(1 << 20);
-                let mut store = RuleStore {
-                    cells: Vec::with_capacity(n),
-                    ends: Vec::with_capacity(n),
-                    ..RuleStore::default()
-                };
-                while let Some(rule) = seq.next_element::<Bytes<'de>>()? {
-                    store.encoded.extend_from_slice(&rule.0);
-                    let end = u32::try_from(store.encoded.len())
-                        .map_err(|_| serde::de::Error::custom("stored rules over 4 GiB"))?;
-                    store.ends.push(end);
-                    store.cells.push(OnceLock::new());
-                }
-                Ok(store)
-            }
+        let rules = Vec::<Bytes<'de>>::deserialize(d)?;
+        let total: usize = rules.iter().map(|r| r.0.len()).sum();
+        if u32::try_from(total).is_err() {
+            return Err(serde::de::Error::custom("stored rules over 4 GiB"));
         }
-        d.deserialize_seq(Visit)
+        let mut store = RuleStore {
+            cells: (0..rules.len()).map(|_| OnceLock::new()).collect(),
+            encoded: Vec::with_capacity(total),
+            ends: Vec::with_capacity(rules.len()),
+            ..RuleStore::default()
+        };
+        for rule in &rules {
+            store.encoded.extend_from_slice(&rule.0);
+            store.ends.push(store.encoded.len() as u32);
+        }
+        Ok(store)
     }
 }
 
