@@ -109,8 +109,8 @@ impl Key {
         h.update(unsafe { libc::geteuid() }.to_le_bytes());
         h.update(settings.len().to_le_bytes());
         h.update(settings.as_bytes());
-        for s in &stamps {
-            h.update(s.as_bytes());
+        for (file, stamp) in files.iter().zip(&stamps) {
+            hash_stamp(&mut h, file, stamp);
         }
         Key(h.finalize().into())
     }
@@ -125,7 +125,7 @@ impl Key {
 /// (the paths come sorted, a directory's files together): the kernel then
 /// looks up one name instead of walking the whole path from the root,
 /// which was most of the cost of `stat`ing thousands of rule files.
-fn stamps(files: &[PathBuf]) -> Vec<String> {
+fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
     use rayon::prelude::*;
     #[cfg(unix)]
     {
@@ -136,7 +136,7 @@ fn stamps(files: &[PathBuf]) -> Vec<String> {
                 chunk
                     .iter()
                     .map(move |f| match dir.stat(f) {
-                        Some(st) => stamp_line(f, Ok(st)),
+                        Some(st) => Ok(st),
                         None => stamp(f),
                     })
                     .collect::<Vec<_>>()
@@ -147,7 +147,11 @@ fn stamps(files: &[PathBuf]) -> Vec<String> {
     files.par_iter().map(|f| stamp(f)).collect()
 }
 
+/// A file's stamp, or why it could not be `stat`ed.
+type Stamp = Result<FileStamp, String>;
+
 /// What of a file's metadata changes when its content may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
     len: u64,
     /// Modification time, nanoseconds since the epoch (0 before it).
@@ -181,29 +185,40 @@ impl From<&std::fs::Metadata> for FileStamp {
     }
 }
 
-/// A file's line in the key: its path and stamp, or the error that kept
-/// it from being `stat`ed.
-fn stamp_line(path: &Path, stamp: std::io::Result<FileStamp>) -> String {
-    let name = path.to_string_lossy();
+/// Hashes a file's path and stamp (or the error that kept it from being
+/// `stat`ed) into a key. In binary: formatting thousands of stamps as
+/// text cost a fifth of stamping them.
+fn hash_stamp(h: &mut Sha256, path: &Path, stamp: &Stamp) {
+    let name = path.as_os_str().as_encoded_bytes();
+    h.update((name.len() as u64).to_le_bytes());
+    h.update(name);
     match stamp {
-        Err(e) => format!("{name}\0error {e}\n"),
+        Err(e) => {
+            h.update([0]);
+            h.update((e.len() as u64).to_le_bytes());
+            h.update(e.as_bytes());
+        }
         Ok(s) => {
-            let mut line = format!("{name}\0{} {}", s.len, s.modified_ns);
+            h.update([1]);
+            h.update(s.len.to_le_bytes());
+            h.update(s.modified_ns.to_le_bytes());
             #[cfg(unix)]
             {
-                use std::fmt::Write as _;
                 let (ctime, ctime_nsec, ino, dev) = s.unix;
-                let _ = write!(line, " {ctime}.{ctime_nsec} {ino} {dev}");
+                h.update(ctime.to_le_bytes());
+                h.update(ctime_nsec.to_le_bytes());
+                h.update(ino.to_le_bytes());
+                h.update(dev.to_le_bytes());
             }
-            line.push('\n');
-            line
         }
     }
 }
 
-/// A file's line in the key, `stat`ed by its path.
-fn stamp(path: &Path) -> String {
-    stamp_line(path, std::fs::metadata(path).map(|m| FileStamp::from(&m)))
+/// A file's stamp, `stat`ed by its path.
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path)
+        .map(|m| FileStamp::from(&m))
+        .map_err(|e| e.to_string())
 }
 
 /// `stat` relative to an open directory.
@@ -264,9 +279,9 @@ mod unix_stat {
 /// binary may lay its types out differently.
 fn executable_stamp() -> String {
     let exe = std::env::current_exe()
-        .map(|p| stamp(&p))
-        .unwrap_or_else(|e| format!("unknown executable: {e}\n"));
-    format!("{} {exe}", env!("CARGO_PKG_VERSION"))
+        .map(|p| format!("{}\0{:?}", p.display(), stamp(&p)))
+        .unwrap_or_else(|e| format!("unknown executable: {e}"));
+    format!("{} {exe}\n", env!("CARGO_PKG_VERSION"))
 }
 
 impl RuleCache {
@@ -547,14 +562,11 @@ mod tests {
         }
         files.push(dir.path().join("missing.yml"));
         files.push(PathBuf::from("relative-and-missing.yml"));
-        let expected: Vec<String> = files.iter().map(|f| stamp(f)).collect();
+        let expected: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
         assert_eq!(stamps(&files), expected);
         // The symbolic link is followed: its stamp is its target's.
         #[cfg(unix)]
-        assert_eq!(
-            expected[3].split('\0').nth(1),
-            expected[1].split('\0').nth(1)
-        );
-        assert!(expected.last().expect("one").contains("error"));
+        assert_eq!(expected[3], expected[1]);
+        assert!(expected.last().expect("one").is_err());
     }
 }
