@@ -413,6 +413,11 @@ pub(crate) fn automata_built<'a>(buckets: impl Iterator<Item = &'a Bucket>) -> (
 }
 
 impl Bucket {
+    /// How many prefilter patterns the bucket's scans hold.
+    pub fn pattern_count(&self) -> usize {
+        self.scans.iter().map(|s| s.variants.len()).sum()
+    }
+
     /// Numbers this bucket's patterns from `first` on, not from 0.
     pub fn number_from(&mut self, first: u32) {
         for scan in &mut self.scans {

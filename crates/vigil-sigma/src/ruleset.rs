@@ -470,8 +470,7 @@ type ChannelBuckets = (String, Vec<(i64, Vec<u32>)>, Vec<u32>);
 
 impl Routes {
     /// Every bucket.
-    #[cfg(test)]
-    fn buckets(&self) -> impl Iterator<Item = &Bucket> {
+    fn all_buckets(&self) -> impl Iterator<Item = &Bucket> {
         self.channels
             .values()
             .flat_map(|c| c.by_event_id.values().chain([&c.any]))
@@ -651,7 +650,7 @@ impl RuleSet {
     /// how many there are.
     #[cfg(test)]
     fn automata_built(&self) -> (usize, usize) {
-        crate::bucket::automata_built(self.inner.routes.buckets())
+        crate::bucket::automata_built(self.inner.routes.all_buckets())
     }
 
     fn prepare(&self, event: &Event, s: &mut Scratch) {

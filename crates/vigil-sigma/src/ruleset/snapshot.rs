@@ -27,7 +27,7 @@
 //! not every invariant of every compiled value is re-verified.
 
 use super::{ChannelRoute, Parts, PartsRef, Routes, RuleSet, Triggers, Variant};
-use crate::bucket::{load_automata, AutomataWriter, Bounds, StoredAutomaton, StoredBucket};
+use crate::bucket::{load_automata, AutomataWriter, Bounds, Bucket, StoredAutomaton, StoredBucket};
 use crate::byte_string::Bytes;
 use crate::rule::Rule;
 use rustc_hash::FxHashMap;
@@ -176,11 +176,18 @@ impl Routes {
         for (product, bucket) in s.generic {
             generic.insert(product, bucket.load(&automata, bounds)?);
         }
-        Ok(Routes {
+        let routes = Routes {
             channels,
             generic,
             patterns: s.patterns as usize,
-        })
+        };
+        // Every pattern numbered once, and no more counted than there are:
+        // each event's scratch holds a stamp per pattern.
+        let numbered: usize = routes.all_buckets().map(Bucket::pattern_count).sum();
+        if numbered != routes.patterns {
+            return Err("the routes' pattern count".into());
+        }
+        Ok(routes)
     }
 }
 
@@ -559,6 +566,13 @@ detection:
             let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
             assert!(err.to_string().contains(why), "{err}");
         }
+
+        // A pattern count no scan accounts for (each event would get a
+        // stamp for each).
+        let mut snapshot = owned(&set());
+        snapshot.routes.patterns = u32::MAX;
+        let err = RuleSet::from_snapshot(snapshot).expect_err("refused");
+        assert!(err.to_string().contains("pattern count"), "{err}");
 
         let bytes = postcard::to_allocvec(&set().snapshot()).expect("encode");
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
