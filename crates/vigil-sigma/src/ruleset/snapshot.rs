@@ -442,6 +442,29 @@ detection:
         }
     }
 
+    /// A loaded set decodes a rule only when an event gets to it: not to
+    /// load, not for the summary's warnings, not for a correlation plan
+    /// without correlations.
+    #[test]
+    fn a_loaded_snapshot_decodes_only_the_rules_events_reach() {
+        let loaded = RuleSet::from_snapshot(owned(&set())).expect("load");
+        let decoded = |set: &RuleSet| -> Vec<usize> {
+            (0..set.len())
+                .filter(|&i| set.inner.rules.decoded(i).is_some())
+                .collect()
+        };
+        assert_eq!(decoded(&loaded), Vec::<usize>::new());
+        let _ = loaded.warnings();
+        let plan = crate::correlation::CorrelationPlan::new(&loaded, Vec::new());
+        assert_eq!(plan.per_rule.len(), 3);
+        assert_eq!(decoded(&loaded), Vec::<usize>::new());
+        // The Security 4688 event reaches the regex rule only.
+        let mut scratch = Scratch::default();
+        let hits = loaded.matches(&events()[2], &mut scratch).len();
+        assert_eq!(hits, 1);
+        assert_eq!(decoded(&loaded), vec![1]);
+    }
+
     #[test]
     fn a_loaded_snapshot_matches_like_the_original() {
         let original = set();
