@@ -8,10 +8,11 @@
 //! rule as its own byte string, and a loaded set keeps those bytes and
 //! decodes a rule the first time it is asked for.
 //!
-//! Invariant: [`RuleStore::get`] gives the rule that was stored, or — if
-//! its bytes do not decode or fail [`RuleStore`]'s caller's check, which
-//! a checksummed cache entry written by the same build never does — a
-//! rule that matches nothing, counted in [`RuleStore::unreadable`].
+//! Invariant: [`RuleStore::get`] gives the rule that was stored or, when
+//! its bytes do not decode or the caller's check of the decoded rule
+//! fails (which a checksummed cache entry written by the same build never
+//! does), a rule that matches nothing, counted in
+//! [`RuleStore::unreadable`].
 
 use crate::byte_string::Bytes;
 use crate::condition::Cond;

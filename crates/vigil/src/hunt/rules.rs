@@ -6,7 +6,8 @@
 //! Loading the rules while the inputs are already being read was tried:
 //! the loader then competes with the readers for the same cores, and on
 //! 2 cores the hunt was no faster (`compare-hunt.sh`, 21 runs: 93.8 vs
-//! 91.8 ms on the 1× corpus), so the hunt loads first.
+//! 91.8 ms on the 1× corpus; with one parser thread beside a loader that
+//! no longer compiles anything, 80.2 vs 79.9 ms), so the hunt loads first.
 
 use super::select::RuleSelection;
 use crate::load::RuleOptions;
