@@ -483,6 +483,13 @@ detection:
         );
         assert_eq!(matches(&loaded), expected);
         assert_eq!(loaded.len(), original.len());
+        // A loaded set written again (its rules and triggers as they were
+        // read, some rules decoded since) loads as the same set.
+        let again = postcard::to_allocvec(&loaded.snapshot()).expect("encode");
+        let reloaded =
+            RuleSet::from_snapshot(postcard::from_bytes(&again).expect("decode")).expect("load");
+        assert_eq!(matches(&reloaded), expected);
+        assert_eq!(reloaded.warnings().len(), original.warnings().len());
         assert_eq!(loaded.rule(0).path.as_deref(), Some("t.yml"));
     }
 
