@@ -191,7 +191,6 @@ impl RuleSetBuilder {
                 unmapped,
                 aggregating,
             },
-            Triggers::Decoded(triggers),
             routes,
         )
     }
@@ -248,8 +247,8 @@ struct PartsRef<'a> {
 }
 
 impl RuleSet {
-    /// The rule set of `parts` with its triggers and routes.
-    fn assemble(parts: Parts, triggers: Triggers, routes: Routes) -> RuleSet {
+    /// The rule set of `parts` with its routes.
+    fn assemble(parts: Parts, routes: Routes) -> RuleSet {
         let Parts {
             rules,
             variants,
@@ -278,7 +277,6 @@ impl RuleSet {
                 warnings,
                 unmapped,
                 aggregating,
-                triggers,
             }),
         }
     }
@@ -413,19 +411,6 @@ struct Inner {
     unmapped: Vec<usize>,
     /// Rules with a legacy aggregation.
     aggregating: Vec<u32>,
-    /// Per variant, its trigger (for its snapshot).
-    triggers: Triggers,
-}
-
-/// Per variant, its trigger: what routing is built from. A set loaded
-/// from a snapshot has its routes already built, and keeps its triggers
-/// only to write them again, as they were read.
-#[derive(Debug)]
-pub(crate) enum Triggers {
-    /// As compiled.
-    Decoded(Vec<Option<Vec<Atom>>>),
-    /// As a snapshot holds them ([`snapshot::chunked`]).
-    Encoded(Vec<Vec<u8>>),
 }
 
 /// A rule that matched an event.

@@ -5,17 +5,17 @@
 //! and parsing thousands of small YAML files, compiling every value,
 //! working out each variant's trigger. A hunt over one host's logs takes
 //! less than that. A snapshot keeps the result of all that work — the
-//! rules with their compiled values, the variants, the field dictionary
-//! and every trigger — so that a cache (the caller's business: this crate
-//! does no I/O) can skip it. It also holds the automata of the large
-//! literal sets ([`crate::automaton`]), the costliest to build, and the
-//! routes with their buckets (`bucket/stored.rs`), so that triggers are
-//! not grouped again. Each rule is stored as its own byte string and
-//! decoded when first used (`rule_store.rs`): a hunt evaluates a fraction
-//! of the rules. The small literal sets' automata, which `aho-corasick`
-//! cannot serialize, are built when first used, and
-//! regular expressions are compiled again from their text, each when
-//! first used ([`crate::pattern::RuleRegex`]).
+//! rules with their compiled values, the variants, the field dictionary,
+//! and the routes the triggers were grouped into, with their buckets
+//! (`bucket/stored.rs`) — so that a cache (the caller's business: this
+//! crate does no I/O) can skip it. The triggers themselves are not kept:
+//! only building the routes needs them. It also holds the automata of
+//! the large literal sets ([`crate::automaton`]), the costliest to build.
+//! Each rule is stored as its own byte string and decoded when first used
+//! (`rule_store.rs`): a hunt evaluates a fraction of the rules. The small
+//! literal sets' automata, which `aho-corasick` cannot serialize, are
+//! built when first used, and regular expressions are compiled again from
+//! their text, each when first used ([`crate::pattern::RuleRegex`]).
 //!
 //! Invariant: a rule set loaded from a snapshot evaluates every event
 //! exactly as the set the snapshot was taken of (tested below and in the
@@ -26,24 +26,21 @@
 //! damaged one gives an error rather than a panic in the cheap cases, but
 //! not every invariant of every compiled value is re-verified.
 
-use super::{ChannelRoute, Parts, PartsRef, Routes, RuleSet, Triggers, Variant};
+use super::{ChannelRoute, Parts, PartsRef, Routes, RuleSet, Variant};
 use crate::bucket::{load_automata, AutomataWriter, Bounds, Bucket, StoredAutomaton, StoredBucket};
-use crate::byte_string::Bytes;
 use crate::rule::Rule;
 use rustc_hash::FxHashMap;
 
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
 /// self-describing, so a stale layout might otherwise decode as garbage).
-pub const SNAPSHOT_FORMAT: u32 = 6;
+pub const SNAPSHOT_FORMAT: u32 = 7;
 
 /// A compiled rule set, ready to serialize (with serde: the cache uses
 /// postcard) and to load back with [`RuleSet::from_snapshot`].
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct RuleSetSnapshot {
     parts: Parts,
-    /// Per variant, its trigger (kept encoded: the routes are stored).
-    triggers: Triggers,
     routes: StoredRoutes,
 }
 
@@ -53,7 +50,6 @@ pub struct RuleSetSnapshot {
 #[derive(serde::Serialize)]
 pub struct RuleSetSnapshotRef<'a> {
     parts: PartsRef<'a>,
-    triggers: &'a Triggers,
     routes: StoredRoutes,
 }
 
@@ -96,7 +92,6 @@ impl RuleSet {
                 unmapped: &inner.unmapped,
                 aggregating: &inner.aggregating,
             },
-            triggers: &inner.triggers,
             routes: inner.routes.stored(),
         }
     }
@@ -107,18 +102,14 @@ impl RuleSet {
     /// When an index in the snapshot points nowhere (a damaged snapshot).
     pub fn from_snapshot(snapshot: RuleSetSnapshot) -> Result<RuleSet, SnapshotError> {
         check(&snapshot)?;
-        let RuleSetSnapshot {
-            parts,
-            triggers,
-            routes,
-        } = snapshot;
+        let RuleSetSnapshot { parts, routes } = snapshot;
         let bounds = Bounds {
             fields: parts.field_names.len() as u32,
             variants: parts.variants.len() as u32,
             patterns: routes.patterns,
         };
         let routes = Routes::load(routes, &bounds).map_err(SnapshotError)?;
-        Ok(RuleSet::assemble(parts, triggers, routes))
+        Ok(RuleSet::assemble(parts, routes))
     }
 }
 
@@ -191,26 +182,6 @@ impl Routes {
     }
 }
 
-/// Written as the chunks [`chunked`] writes, decoded or not; read back
-/// without decoding them.
-impl serde::Serialize for Triggers {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Triggers::Decoded(triggers) => chunked::serialize(triggers, s),
-            Triggers::Encoded(chunks) => s.collect_seq(chunks.iter().map(|c| Bytes(c.into()))),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Triggers {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let chunks = Vec::<Bytes<'de>>::deserialize(d)?;
-        Ok(Triggers::Encoded(
-            chunks.into_iter().map(|c| c.0.into_owned()).collect(),
-        ))
-    }
-}
-
 /// The indices that evaluation follows without bounds checks of its own,
 /// but for those within rules: rules are decoded when first used, and
 /// checked then ([`rule_fits`]).
@@ -275,7 +246,7 @@ pub(super) fn rule_fits(rule: &Rule, variants: &[Variant]) -> bool {
 
 /// Serde for a long list decoded on every core: it is written as a few
 /// independently encoded chunks (postcard), and the chunks are decoded in
-/// parallel (the variants and triggers of thousands of rules).
+/// parallel (the variants of thousands of rules).
 pub(crate) mod chunked {
     use crate::byte_string::Bytes;
     use serde::de::DeserializeOwned;
@@ -483,7 +454,7 @@ detection:
         );
         assert_eq!(matches(&loaded), expected);
         assert_eq!(loaded.len(), original.len());
-        // A loaded set written again (its rules and triggers as they were
+        // A loaded set written again (its rules as they were
         // read, some rules decoded since) loads as the same set.
         let again = postcard::to_allocvec(&loaded.snapshot()).expect("encode");
         let reloaded =
