@@ -1,8 +1,9 @@
 //! `vigil hunt`: Sigma rules over EVTX and JSON logs, offline.
 //!
-//! Files are read by a few worker threads (one per core); EVTX chunks are
-//! rendered and matched on the rayon pool, so a single large file uses
-//! every core too. Rule evaluation runs next to parsing, and only events
+//! Files are read by a few worker threads (one per core), each reading
+//! and matching whole files while enough are left for all of them; the
+//! last files' EVTX chunks are rendered and matched on the rayon pool, so
+//! a single large file uses every core too. Rule evaluation runs next to parsing, and only events
 //! that match leave the worker: memory stays bounded by what is in flight,
 //! whatever the size of the corpus, unless `--sort` asks for all
 //! detections first (then they spill to disk past a bound).
@@ -185,32 +186,46 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         active: Default::default(),
         progress: progress_bar(args.quiet, total_bytes),
     });
-    let queue = Arc::new(Mutex::new(
+    let queue = Mutex::new(
         inputs
             .into_iter()
             .collect::<std::collections::VecDeque<_>>(),
-    ));
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let mut handles = Vec::new();
-        for _ in 0..threads {
-            let queue = queue.clone();
-            let shared = shared.clone();
-            handles.push(scope.spawn(move || -> anyhow::Result<()> {
-                loop {
-                    let next = queue.lock().expect("queue").pop_front();
-                    let Some(input) = next else { return Ok(()) };
-                    shared.active.fetch_add(1, Ordering::Relaxed);
-                    let done = process(&shared, &input, threads);
-                    shared.active.fetch_sub(1, Ordering::Relaxed);
-                    done?;
-                }
-            }));
+    );
+    let work = |queue: &Mutex<std::collections::VecDeque<inputs::Input>>,
+                shared: &Arc<Shared>|
+     -> anyhow::Result<()> {
+        loop {
+            let (next, left) = {
+                let mut q = queue.lock().expect("queue");
+                let next = q.pop_front();
+                (next, q.len())
+            };
+            let Some(input) = next else { return Ok(()) };
+            shared.active.fetch_add(1, Ordering::Relaxed);
+            // While every worker has a file of its own to read, each
+            // reads its file's chunks itself: handing them to the pool
+            // would add two thread switches per chunk (most files are one
+            // chunk) for no more parallelism. 1x corpus, 21 alternating
+            // runs: hunt 73.9 -> 64.2 ms, parse-only 41.3 -> 35.2 ms.
+            let chunk_threads = if left >= threads { 1 } else { threads };
+            let done = process(shared, &input, chunk_threads);
+            shared.active.fetch_sub(1, Ordering::Relaxed);
+            done?;
         }
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = (1..threads)
+            .map(|_| scope.spawn(|| work(&queue, &shared)))
+            .collect();
+        // The main thread is a worker too: its heap is warm from loading
+        // the rules, where a new thread's first allocations fault in
+        // fresh pages.
+        let mine = work(&queue, &shared);
         for h in handles {
             h.join()
                 .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         }
-        Ok(())
+        mine
     })?;
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("workers still running"))?;
     if let Some(p) = &shared.progress {
