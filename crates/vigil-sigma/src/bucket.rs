@@ -23,6 +23,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
 
+mod memo;
+pub(crate) use memo::ScanMemo;
 mod stored;
 pub(crate) use stored::{load_automata, AutomataWriter, Bounds, StoredAutomaton, StoredBucket};
 
@@ -118,6 +120,10 @@ impl VariantLists {
 
 /// Up to this many variants, a scan queues all of them on any hit.
 const FEW_VARIANTS: usize = 4;
+
+/// What [`FieldScan::find`] reports when a scan with few variants finds
+/// any of its literals (no pattern has this number).
+const FEW_HIT: u32 = u32::MAX;
 
 /// The variants for one kind of event, with their prefilter.
 #[derive(Debug, Default)]
@@ -454,12 +460,43 @@ impl Bucket {
 }
 
 impl FieldScan {
-    /// Queues the variants of every literal found in `text`.
+    /// Queues the variants of every literal found in `text`: found now, or
+    /// as the memo remembers it from the last time the text was scanned.
     fn hits(&self, text: &str, s: &mut Scratch, epoch: u32) {
-        if let (Some(few), Some(lazy)) = (&self.few, &self.ac) {
+        if let (Some(few), Some(_)) = (&self.few, &self.ac) {
             if few.iter().all(|&v| s.variant_seen[v as usize] == epoch) {
                 return;
             }
+        }
+        // Keyword scans run over all of an event's text, never the same.
+        if text.len() < memo::MIN_TEXT || self.field == ANY_FIELD {
+            self.find(text, |p| self.queue(p, s, epoch));
+            return;
+        }
+        match s.memo.get(self.base, text.as_bytes()) {
+            memo::Lookup::Found(range) => {
+                for i in range {
+                    let p = s.memo.hit(i);
+                    self.queue(p, s, epoch);
+                }
+            }
+            memo::Lookup::Absent(hash) => {
+                let mut found = std::mem::take(&mut s.found);
+                found.clear();
+                self.find(text, |p| found.push(p));
+                for &p in &found {
+                    self.queue(p, s, epoch);
+                }
+                s.memo.insert(self.base, text.as_bytes(), hash, &found);
+                s.found = found;
+            }
+        }
+    }
+
+    /// Calls `f` with every pattern found in `text`, or, for a scan that
+    /// queues its few variants on any hit, with [`FEW_HIT`] once.
+    fn find(&self, text: &str, mut f: impl FnMut(u32)) {
+        if let (Some(_), Some(lazy)) = (&self.few, &self.ac) {
             let packed = self.packed.get_or_init(|| {
                 aho_corasick::packed::Config::new()
                     .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
@@ -475,27 +512,35 @@ impl FieldScan {
                     None => true,
                 },
             };
-            if !hit {
-                return;
-            }
-            for &v in few {
-                push_candidate(s, v, epoch);
+            if hit {
+                f(FEW_HIT);
             }
             return;
         }
         if let Some(lazy) = &self.ac {
             match lazy.get() {
-                Some(scanner) => scanner.for_each_match(text, |p| self.hit(p, s, epoch)),
+                Some(scanner) => scanner.for_each_match(text, |p| f(p as u32)),
                 // Too large to build: its variants are always candidates.
                 None => {
                     for p in 0..lazy.len() {
-                        self.hit(p, s, epoch);
+                        f(p as u32);
                     }
                 }
             }
         }
         if let Some(keyed) = &self.keyed {
-            keyed.find(text.as_bytes(), &mut |p| self.hit(p as usize, s, epoch));
+            keyed.find(text.as_bytes(), &mut f);
+        }
+    }
+
+    /// Queues the variants of what [`FieldScan::find`] found.
+    fn queue(&self, p: u32, s: &mut Scratch, epoch: u32) {
+        if p == FEW_HIT {
+            for &v in self.few.as_deref().unwrap_or_default() {
+                push_candidate(s, v, epoch);
+            }
+        } else {
+            self.hit(p as usize, s, epoch);
         }
     }
 

@@ -39,7 +39,11 @@ pub struct Scratch {
     /// readers do) skip hashing the name. Each entry keeps its name alive,
     /// so a pointer cannot be reused for another name while cached.
     ids_by_ptr: FxHashMap<usize, (Arc<str>, u32)>,
-    /// The rule set the caches above belong to.
+    /// What field scans found in recent texts.
+    pub(crate) memo: crate::bucket::ScanMemo,
+    /// Patterns found by the scan being run, for the memo.
+    pub(crate) found: Vec<u32>,
+    /// The rule set the caches above belong to (its id).
     owner: usize,
 }
 
@@ -79,7 +83,7 @@ impl Scratch {
         self.evaluated
     }
 
-    /// The rule set this scratch was last prepared for (its address).
+    /// The rule set this scratch was last prepared for (its id).
     pub(crate) fn owner(&self) -> usize {
         self.owner
     }
@@ -96,6 +100,9 @@ impl Scratch {
     ) {
         if self.owner != owner || self.ids_by_ptr.len() > PTR_CACHE_LIMIT {
             self.ids_by_ptr.clear();
+            if self.owner != owner {
+                self.memo.clear();
+            }
             self.owner = owner;
         }
         if self.slots.len() != nfields {

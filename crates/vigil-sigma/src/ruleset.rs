@@ -19,6 +19,7 @@
 use crate::bucket::{cond_trigger, lazy_automata, Atom, Bucket, BucketPlan};
 pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_FORMAT};
 
+mod event_ids;
 mod rule_store;
 pub(crate) mod snapshot;
 pub use crate::eval::Scratch;
@@ -179,7 +180,18 @@ impl RuleSetBuilder {
         let aggregating = (0..rules.len() as u32)
             .filter(|&i| rules[i as usize].aggregation.is_some())
             .collect();
-        let routes = Routes::build(&variants, &triggers, channel, event_id);
+        // With the prefilter off, every variant of a channel is a
+        // candidate for each of its events (what tests compare against).
+        let detected_ids: Vec<Option<Vec<i64>>> = variants
+            .iter()
+            .map(|v| {
+                let det = &rules[v.rule as usize].detection;
+                self.prefilter
+                    .then(|| event_ids::event_ids(det, &v.fields, event_id))
+                    .flatten()
+            })
+            .collect();
+        let routes = Routes::build(&variants, &triggers, &detected_ids, channel, event_id);
         RuleSet::assemble(
             Parts {
                 rules: RuleStore::compiled(rules),
@@ -264,8 +276,12 @@ impl RuleSet {
             .enumerate()
             .map(|(i, name)| (name.clone(), i as u32))
             .collect();
+        // Scratches key their caches by set: by a number never reused,
+        // since a new set can be allocated where a dropped one was.
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         RuleSet {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 variant_starts: variant_starts(&variants, rules.len()),
                 rules,
                 variants,
@@ -395,6 +411,8 @@ pub struct RuleSet {
 
 #[derive(Debug)]
 struct Inner {
+    /// Unique among the sets of this process.
+    id: usize,
     rules: RuleStore,
     /// Grouped by rule, in rule order.
     variants: Vec<Variant>,
@@ -462,9 +480,13 @@ impl Routes {
             .chain(self.generic.values())
     }
 
+    /// The routes of `variants`; `detected_ids` are the event IDs each
+    /// variant's detection allows (routing uses them when the mapping
+    /// does not route by ID).
     fn build(
         variants: &[Variant],
         triggers: &[Option<Vec<Atom>>],
+        detected_ids: &[Option<Vec<i64>>],
         channel: u32,
         event_id: u32,
     ) -> Routes {
@@ -482,7 +504,8 @@ impl Routes {
                 .conds
                 .iter()
                 .find(|(f, _)| *f == event_id)
-                .map(|(_, vals)| vals.iter().map(|x| x.int).collect::<Option<Vec<i64>>>());
+                .and_then(|(_, vals)| vals.iter().map(|x| x.int).collect::<Option<Vec<i64>>>())
+                .or_else(|| detected_ids[vi as usize].clone());
             let Some(chans) = chans else {
                 generic.push(vi);
                 continue;
@@ -490,7 +513,7 @@ impl Routes {
             for ch in chans {
                 let (by_id, any) = by_channel.entry(ch.text.clone()).or_default();
                 match &eids {
-                    Some(Some(ids)) => ids
+                    Some(ids) => ids
                         .iter()
                         .for_each(|id| by_id.entry(*id).or_default().push(vi)),
                     _ => any.push(vi),
@@ -642,7 +665,7 @@ impl RuleSet {
         let inner = &*self.inner;
         s.prepare(
             event,
-            Arc::as_ptr(&self.inner) as usize,
+            inner.id,
             &inner.fields,
             inner.field_names.len(),
             (
@@ -662,17 +685,30 @@ impl RuleSet {
         self.prepare(event, scratch);
         let inner = &*self.inner;
         scratch.candidates.clear();
-        let (route, event_id) = {
+        let (route, event_id, more_ids) = {
             let view = View { event, s: scratch };
             let route = view
                 .first(inner.channel)
                 .and_then(|c| inner.routes.channels.get(c.lower));
+            let slot = view.slot(inner.event_id);
             let id = view.first(inner.event_id).and_then(|s| s.value.as_i64());
-            (route, id)
+            // A rule matches when any value of a list does: an event with
+            // several IDs (rare) takes the buckets of all of them.
+            let more: Vec<i64> = if slot.len > 1 {
+                view.scalars_of(slot)
+                    .skip(1)
+                    .filter_map(|s| s.value.as_i64())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (route, id, more)
         };
         if let Some(route) = route {
-            if let Some(bucket) = event_id.and_then(|id| route.by_event_id.get(&id)) {
-                bucket.candidates(scratch);
+            for id in event_id.iter().chain(&more_ids) {
+                if let Some(bucket) = route.by_event_id.get(id) {
+                    bucket.candidates(scratch);
+                }
             }
             route.any.candidates(scratch);
         }
@@ -742,7 +778,7 @@ impl RuleSet {
     /// The result is meaningless if `scratch` was last used for another
     /// event or another rule set.
     pub fn matched_fields_prepared(&self, rule: usize, event: &Event, s: &Scratch) -> Vec<String> {
-        if s.owner() != Arc::as_ptr(&self.inner) as usize {
+        if s.owner() != self.inner.id {
             return Vec::new();
         }
         let inner = &*self.inner;
