@@ -28,6 +28,7 @@ use crate::logsource::LogSourceMap;
 use crate::rule::{Document, Filter, Rule};
 use crate::RuleError;
 use rule_store::RuleStore;
+pub use rule_store::{decode_in_place, SharedBytes};
 use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
