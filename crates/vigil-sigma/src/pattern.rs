@@ -1,5 +1,6 @@
 //! Compiled value patterns and how each matches one scalar of an event.
 
+use rustc_hash::FxHashMap;
 use crate::glob::{StrMatcher, Tok};
 use crate::modifier::Shape;
 use std::net::IpAddr;
@@ -81,10 +82,37 @@ impl RuleRegex {
     /// Whether the regex matches somewhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
         self.compiled
-            .get_or_init(|| crate::modifier::build_regex(&self.source).ok())
+            .get_or_init(|| compile_shared(&self.source))
             .as_ref()
             .is_some_and(|re| re.is_match(text))
     }
+}
+
+/// Compiles `source`, or clones what this process compiled from the same
+/// source before (a `Regex` clone shares the compiled program). Rules
+/// repeat each other's expressions: of the 62 regexes a hunt over the
+/// corpus compiled with SigmaHQ's Windows rules, 8 were repeats, and one
+/// of those alone took 0.5 ms to compile.
+fn compile_shared(source: &str) -> Option<regex::Regex> {
+    use std::sync::{Mutex, OnceLock};
+    /// Past this many sources (a server reloading ever new rules), the
+    /// map starts over.
+    const LIMIT: usize = 1 << 12;
+    static COMPILED: OnceLock<Mutex<FxHashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let map = COMPILED.get_or_init(Default::default);
+    if let Some(known) = map.lock().ok().and_then(|m| m.get(source).cloned()) {
+        return known;
+    }
+    // Compiled without the lock held: other threads go on meanwhile (two
+    // may compile the same source once each).
+    let compiled = crate::modifier::build_regex(source).ok();
+    if let Ok(mut m) = map.lock() {
+        if m.len() >= LIMIT {
+            m.clear();
+        }
+        m.insert(source.to_string(), compiled.clone());
+    }
+    compiled
 }
 
 impl serde::Serialize for RuleRegex {
