@@ -1,8 +1,8 @@
 //! Compiled value patterns and how each matches one scalar of an event.
 
-use rustc_hash::FxHashMap;
 use crate::glob::{StrMatcher, Tok};
 use crate::modifier::Shape;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use vigil_event::Value;
 
