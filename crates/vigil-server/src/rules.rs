@@ -43,9 +43,27 @@ pub fn read_placeholders(path: &Path) -> Result<Placeholders, String> {
 /// Every `.yml`/`.yaml` file under the paths (files named directly are
 /// taken whatever their extension), sorted for stable output.
 pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<RuleError>) {
+    walk_rule_files(paths, |_| {})
+}
+
+/// Files handed to [`walk_rule_files`]'s `found` at a time.
+const RUN: usize = 128;
+
+/// [`rule_files`], handing the files to `found` in runs as the walk finds
+/// them (in the walk's order, before sorting and without duplicates
+/// removed), so that work on them can start while the walk goes on.
+pub fn walk_rule_files(
+    paths: &[PathBuf],
+    mut found: impl FnMut(&[PathBuf]),
+) -> (Vec<PathBuf>, Vec<RuleError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    let mut handed = 0;
     for p in paths {
+        if files.len() - handed >= RUN {
+            found(&files[handed..]);
+            handed = files.len();
+        }
         if p.is_file() {
             files.push(p.clone());
             continue;
@@ -66,6 +84,10 @@ pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<RuleError>) {
                         Some("yml" | "yaml")
                     ) {
                         files.push(path.to_path_buf());
+                        if files.len() - handed >= RUN {
+                            found(&files[handed..]);
+                            handed = files.len();
+                        }
                     }
                 }
                 Ok(_) => {}
@@ -75,6 +97,9 @@ pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<RuleError>) {
                 ),
             }
         }
+    }
+    if handed < files.len() {
+        found(&files[handed..]);
     }
     sort_paths(&mut files);
     files.dedup();

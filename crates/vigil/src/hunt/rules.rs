@@ -71,13 +71,19 @@ pub(super) fn load(
     let select = select.selector()?;
     let placeholders = options.placeholders()?;
     let map = options.logsource_map()?;
-    let (files, mut errors) = rule_files(paths);
-    let cache = cache.map(|cache| {
-        let mut sorted: Vec<_> = placeholders.iter().collect();
-        sorted.sort();
-        let settings = format!("{paths:?}\n{select:?}\n{sorted:?}\n{map:?}");
-        (cache, Key::new(&files, &settings))
-    });
+    let (cache, files, mut errors) = match cache {
+        Some(cache) => {
+            let mut sorted: Vec<_> = placeholders.iter().collect();
+            sorted.sort();
+            let settings = format!("{paths:?}\n{select:?}\n{sorted:?}\n{map:?}");
+            let (key, files, errors) = Key::of_rule_files(paths, &settings);
+            (Some((cache, key)), files, errors)
+        }
+        None => {
+            let (files, errors) = rule_files(paths);
+            (None, files, errors)
+        }
+    };
     let mut note = None;
     if let Some((cache, key)) = &cache {
         match cache.get(key) {
