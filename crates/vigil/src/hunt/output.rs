@@ -46,10 +46,12 @@ fn text(event: &Event, names: &[&str]) -> Json {
 }
 
 impl Detection {
-    /// The record for `rule` matching `event`.
-    pub fn new(rule: &Rule, event: Arc<Event>) -> Detection {
-        let ts = vigil_ingest::event_time(&event);
-        let mut m = Map::new();
+    /// The record for `rule` matching `event`, whose time is `ts`
+    /// ([`vigil_ingest::event_time`]).
+    pub fn new(rule: &Rule, event: Arc<Event>, ts: Option<i64>) -> Detection {
+        // Sized for the fields below and `matched_fields`: grown entry by
+        // entry, the map was reallocated three times per record.
+        let mut m = Map::with_capacity(12);
         m.insert(
             "timestamp".into(),
             ts.map(|t| Json::String(rfc3339(t))).unwrap_or(Json::Null),

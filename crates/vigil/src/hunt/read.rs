@@ -51,7 +51,7 @@ fn detect(set: &RuleSet, render: Option<&Render>, time: &Time, event: Event) -> 
             .into_iter()
             .zip(matched)
             .map(|(r, fields)| {
-                let mut detection = Detection::new(set.rule(r), event.clone());
+                let mut detection = Detection::new(set.rule(r), event.clone(), ts);
                 detection.record.insert(
                     "matched_fields".into(),
                     fields.into_iter().map(serde_json::Value::String).collect(),
