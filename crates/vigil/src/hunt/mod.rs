@@ -1,17 +1,19 @@
 //! `vigil hunt`: Sigma rules over EVTX and JSON logs, offline.
 //!
 //! Files are read by a few worker threads (one per core), each reading
-//! and matching whole files while enough are left for all of them; the
-//! last files' EVTX chunks are rendered and matched on the rayon pool, so
-//! a single large file uses every core too. Rule evaluation runs next to parsing, and only events
-//! that match leave the worker: memory stays bounded by what is in flight,
-//! whatever the size of the corpus, unless `--sort` asks for all
-//! detections first (then they spill to disk past a bound).
+//! and matching a whole file itself while the files left can keep the
+//! others busy; a larger file, or one of the last, has its EVTX chunks
+//! rendered and matched on the rayon pool, so a single large file uses
+//! every core too (`queue.rs`). Rule evaluation runs next to parsing, and
+//! only events that match leave the worker: memory stays bounded by what
+//! is in flight, whatever the size of the corpus, unless `--sort` asks
+//! for all detections first (then they spill to disk past a bound).
 
 mod correlate;
 mod dedup;
 mod inputs;
 pub mod output;
+mod queue;
 mod read;
 use read::{process, Hit};
 mod rules;
@@ -24,6 +26,7 @@ use crate::rulecache::RuleCache;
 use anyhow::Context;
 use inputs::discover;
 use output::{Format, Render, Sink};
+use queue::Queue;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,32 +192,15 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         active: Default::default(),
         progress: progress_bar(args.quiet, total_bytes),
     });
-    let queue = Mutex::new(
-        inputs
-            .into_iter()
-            .collect::<std::collections::VecDeque<_>>(),
-    );
-    let work = |queue: &Mutex<std::collections::VecDeque<inputs::Input>>,
-                shared: &Arc<Shared>|
-     -> anyhow::Result<()> {
-        loop {
-            let (next, left) = {
-                let mut q = queue.lock().expect("queue");
-                let next = q.pop_front();
-                (next, q.len())
-            };
-            let Some(input) = next else { return Ok(()) };
+    let queue = Queue::new(inputs);
+    let work = |queue: &Queue, shared: &Arc<Shared>| -> anyhow::Result<()> {
+        while let Some((input, chunk_threads)) = queue.next(threads) {
             shared.active.fetch_add(1, Ordering::Relaxed);
-            // While every worker has a file of its own to read, each
-            // reads its file's chunks itself: handing them to the pool
-            // would add two thread switches per chunk (most files are one
-            // chunk) for no more parallelism. 1x corpus, 21 alternating
-            // runs: hunt 73.9 -> 64.2 ms, parse-only 41.3 -> 35.2 ms.
-            let chunk_threads = if left >= threads { 1 } else { threads };
             let done = process(shared, &input, chunk_threads);
             shared.active.fetch_sub(1, Ordering::Relaxed);
             done?;
         }
+        Ok(())
     };
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let handles: Vec<_> = (1..threads)
