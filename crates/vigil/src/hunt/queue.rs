@@ -1,19 +1,29 @@
 //! The inputs waiting to be read, and how many threads read each.
 //!
-//! A worker reads a file's EVTX chunks (or JSON batches) itself while
-//! the files still queued can keep every other worker busy meanwhile:
-//! handing chunks to the pool costs two thread switches each, for no
-//! parallelism when the other cores have files of their own (nine EVTX
-//! files in ten are one chunk; 1× corpus, 21 alternating runs: hunt 73.9
-//! → 64.2 ms, parse-only 41.3 → 35.2 ms). A file larger than what is left
-//! for the others, or one of the last, is split over the pool, so that a
-//! large log among small ones does not keep one core busy while the
-//! others wait (the corpus as one 22 MiB file among 64 small ones: hunt
-//! 86.0 ms read alone, 61.1 split over the pool).
+//! A worker reads a file's EVTX chunks (or JSON batches) itself when the
+//! file is one chunk, or while the files still queued can keep every
+//! other worker busy meanwhile, several times over: handing chunks to
+//! the pool costs two thread switches each, for no parallelism when the
+//! other cores have files of their own (nine EVTX files in ten are one
+//! chunk; 1× corpus, 21 alternating runs: hunt 73.9 → 64.2 ms,
+//! parse-only 41.3 → 35.2 ms). Any other file is split over the pool, so
+//! that a large log among small ones does not keep one core busy while
+//! the others wait (the corpus as one 22 MiB file among 64 small ones:
+//! hunt 86.0 ms read alone, 61.1 split over the pool), nor two large
+//! logs end with one of them read by one core alone.
 
 use super::inputs::Input;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+
+/// An EVTX file of one chunk (with its header): the pool could not
+/// split it.
+const ONE_CHUNK: u64 = 4096 + 65536;
+
+/// How many times its own size the files still queued must hold, for
+/// each other worker, for a file to be read by one worker alone: the
+/// others then stay busy well after it is done.
+const MARGIN: u64 = 4;
 
 /// The inputs not yet taken, in the order they are read (largest first).
 pub(super) struct Queue {
@@ -45,7 +55,9 @@ impl Queue {
         let input = w.inputs.pop_front()?;
         w.bytes -= input.len;
         let others = threads.saturating_sub(1) as u64;
-        let alone = w.inputs.len() as u64 >= others && w.bytes >= input.len.saturating_mul(others);
+        let alone = input.len <= ONE_CHUNK
+            || (w.inputs.len() as u64 >= others
+                && w.bytes >= input.len.saturating_mul(others * MARGIN));
         Some((input, if alone { 1 } else { threads }))
     }
 }
@@ -70,31 +82,55 @@ mod tests {
             .collect()
     }
 
+    const MIB: u64 = 1 << 20;
+
     #[test]
-    fn small_files_are_read_alone_until_the_last() {
+    fn one_chunk_files_are_read_alone() {
         assert_eq!(
-            plan(&[3, 2, 2, 1, 1], 2),
-            [(3, 1), (2, 1), (2, 1), (1, 1), (1, 2)]
+            plan(&[ONE_CHUNK, ONE_CHUNK, 4096], 2),
+            [(ONE_CHUNK, 1), (ONE_CHUNK, 1), (4096, 1)]
         );
     }
 
     #[test]
-    fn a_file_larger_than_the_rest_uses_the_pool() {
-        assert_eq!(plan(&[100, 2, 1], 2), [(100, 2), (2, 2), (1, 2)]);
+    fn a_file_is_read_alone_while_four_times_it_is_left() {
+        assert_eq!(
+            plan(&[MIB, MIB, MIB, MIB, MIB, MIB], 2),
+            [(MIB, 1), (MIB, 1), (MIB, 2), (MIB, 2), (MIB, 2), (MIB, 2)]
+        );
+    }
+
+    #[test]
+    fn a_large_file_among_small_ones_uses_the_pool() {
+        assert_eq!(
+            plan(&[100 * MIB, 2 * MIB, MIB], 2),
+            [(100 * MIB, 2), (2 * MIB, 2), (MIB, 2)]
+        );
+    }
+
+    #[test]
+    fn two_large_files_both_use_the_pool() {
+        assert_eq!(
+            plan(&[500 * MIB, 400 * MIB], 2),
+            [(500 * MIB, 2), (400 * MIB, 2)]
+        );
     }
 
     #[test]
     fn a_single_thread_reads_every_file_alone() {
-        assert_eq!(plan(&[5, 1], 1), [(5, 1), (1, 1)]);
+        assert_eq!(plan(&[5 * MIB, MIB], 1), [(5 * MIB, 1), (MIB, 1)]);
     }
 
     #[test]
     fn more_cores_need_more_left_for_the_others() {
-        // Four workers: the three others need three files and thrice this
-        // one's bytes left.
-        assert_eq!(
-            plan(&[4, 4, 4, 4, 1, 1], 4),
-            [(4, 1), (4, 4), (4, 4), (4, 4), (1, 4), (1, 4)]
-        );
+        // Four workers: the three others need three files and twelve
+        // times this one's bytes left.
+        let mut sizes = vec![MIB; 14];
+        sizes.insert(0, 2 * MIB);
+        let p = plan(&sizes, 4);
+        assert_eq!(p[0], (2 * MIB, 4));
+        assert_eq!(p[1], (MIB, 1));
+        assert_eq!(p[2], (MIB, 1));
+        assert_eq!(p[3], (MIB, 4));
     }
 }
