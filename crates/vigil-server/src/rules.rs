@@ -59,13 +59,18 @@ pub fn walk_rule_files(
     let mut files = Vec::new();
     let mut errors = Vec::new();
     let mut handed = 0;
-    for p in paths {
-        if files.len() - handed >= RUN {
+    // Hands the files found since the last run to `found` once there are
+    // `at_least` of them.
+    let mut hand_over = |files: &[PathBuf], at_least: usize| {
+        if files.len() - handed >= at_least.max(1) {
             found(&files[handed..]);
             handed = files.len();
         }
+    };
+    for p in paths {
         if p.is_file() {
             files.push(p.clone());
+            hand_over(&files, RUN);
             continue;
         }
         if !p.exists() {
@@ -84,10 +89,7 @@ pub fn walk_rule_files(
                         Some("yml" | "yaml")
                     ) {
                         files.push(path.to_path_buf());
-                        if files.len() - handed >= RUN {
-                            found(&files[handed..]);
-                            handed = files.len();
-                        }
+                        hand_over(&files, RUN);
                     }
                 }
                 Ok(_) => {}
@@ -98,9 +100,7 @@ pub fn walk_rule_files(
             }
         }
     }
-    if handed < files.len() {
-        found(&files[handed..]);
-    }
+    hand_over(&files, 1);
     sort_paths(&mut files);
     files.dedup();
     (files, errors)

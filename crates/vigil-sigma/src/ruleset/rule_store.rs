@@ -44,20 +44,22 @@ pub(crate) struct RuleStore {
 }
 
 /// Where stored rules are kept.
-#[derive(Default)]
 enum Encoded {
-    /// Copied out of the snapshot.
-    #[default]
-    None,
+    /// Copied out of the snapshot (none, for a compiled set).
     Owned(Vec<u8>),
     /// The snapshot's own buffer (see [`decode_in_place`]).
     Shared(SharedBytes),
 }
 
+impl Default for Encoded {
+    fn default() -> Self {
+        Encoded::Owned(Vec::new())
+    }
+}
+
 impl std::fmt::Debug for Encoded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (how, len) = match self {
-            Encoded::None => ("none", 0),
             Encoded::Owned(v) => ("owned", v.len()),
             Encoded::Shared(b) => ("shared", (**b).as_ref().len()),
         };
@@ -68,7 +70,6 @@ impl std::fmt::Debug for Encoded {
 impl Encoded {
     fn bytes(&self) -> &[u8] {
         match self {
-            Encoded::None => &[],
             Encoded::Owned(v) => v,
             Encoded::Shared(b) => (**b).as_ref(),
         }

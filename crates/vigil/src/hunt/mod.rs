@@ -110,9 +110,6 @@ pub struct HuntArgs {
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if std::env::var_os("VIGIL_X_WARM").is_some() {
-        rayon::spawn(|| {});
-    }
     let time = Arc::new(Time {
         window: Window::new(args.from.as_deref(), args.to.as_deref())?,
         span: TimeSpan::default(),
