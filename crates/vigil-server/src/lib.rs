@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 mod detect;
 mod http;
+mod rule_walk;
 pub mod rules;
 pub mod syslog;
 

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use vigil_sigma::yaml::{parse_documents, NodeKind};
 use vigil_sigma::{rule::parse_file, Document, Placeholders, RuleError};
 
+pub use crate::rule_walk::Found;
+
 /// Reads a placeholder values file (`Name: [value, …]`).
 ///
 /// # Errors
@@ -43,94 +45,18 @@ pub fn read_placeholders(path: &Path) -> Result<Placeholders, String> {
 /// Every `.yml`/`.yaml` file under the paths (files named directly are
 /// taken whatever their extension), sorted for stable output.
 pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<RuleError>) {
-    walk_rule_files(paths, |_| {})
+    let (found, errors) = walk_rule_files(paths, |_| ());
+    (found.into_iter().map(|(path, ())| path).collect(), errors)
 }
 
-/// Files handed to [`walk_rule_files`]'s `found` at a time.
-const RUN: usize = 128;
-
-/// [`rule_files`], handing the files to `found` in runs as the walk finds
-/// them (in the walk's order, before sorting and without duplicates
-/// removed), so that work on them can start while the walk goes on.
-pub fn walk_rule_files(
+/// [`rule_files`], each file also handed to `per_file` on the thread
+/// that found it, with its directory open (to `stat` it there, say): the
+/// walk is spread over the thread pool (see `rule_walk.rs`).
+pub fn walk_rule_files<T: Send>(
     paths: &[PathBuf],
-    mut found: impl FnMut(&[PathBuf]),
-) -> (Vec<PathBuf>, Vec<RuleError>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    let mut handed = 0;
-    // Hands the files found since the last run to `found` once there are
-    // `at_least` of them.
-    let mut hand_over = |files: &[PathBuf], at_least: usize| {
-        if files.len() - handed >= at_least.max(1) {
-            found(&files[handed..]);
-            handed = files.len();
-        }
-    };
-    for p in paths {
-        if p.is_file() {
-            files.push(p.clone());
-            hand_over(&files, RUN);
-            continue;
-        }
-        if !p.exists() {
-            errors.push(
-                RuleError::new(0, None, "no such file or directory")
-                    .with_path(Some(p.to_string_lossy().into())),
-            );
-            continue;
-        }
-        for entry in walkdir::WalkDir::new(p).follow_links(true) {
-            match entry {
-                Ok(e) if e.file_type().is_file() => {
-                    let path = e.path();
-                    if matches!(
-                        path.extension().and_then(|x| x.to_str()),
-                        Some("yml" | "yaml")
-                    ) {
-                        files.push(path.to_path_buf());
-                        hand_over(&files, RUN);
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => errors.push(
-                    RuleError::new(0, None, err.to_string())
-                        .with_path(err.path().map(|p| p.to_string_lossy().into())),
-                ),
-            }
-        }
-    }
-    hand_over(&files, 1);
-    sort_paths(&mut files);
-    files.dedup();
-    (files, errors)
-}
-
-/// Sorts paths as `Path`'s own order (component by component) does, a
-/// few times faster: comparing `Path`s splits both into components on
-/// every comparison, and a hunt sorts thousands of rule files before each
-/// run. On Unix, a path's bytes with the separator made the lowest byte
-/// order the same way for the paths a directory walk gives (no `.`, no
-/// repeated separators).
-fn sort_paths(paths: &mut [PathBuf]) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        paths.sort_by_cached_key(|p| {
-            let bytes = p.as_os_str().as_bytes();
-            let mut key: Vec<u8> = bytes
-                .iter()
-                .map(|&b| if b == b'/' { 0 } else { b })
-                .collect();
-            // A trailing separator is not a component.
-            while key.last() == Some(&0) {
-                key.pop();
-            }
-            key
-        });
-    }
-    #[cfg(not(unix))]
-    paths.sort();
+    per_file: impl Fn(Found<'_>) -> T + Sync,
+) -> (Vec<(PathBuf, T)>, Vec<RuleError>) {
+    crate::rule_walk::walk(paths, per_file)
 }
 
 /// The outcome of loading rule files.
@@ -195,6 +121,7 @@ pub fn load_file(f: &Path, placeholders: &Placeholders) -> (Vec<Document>, Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule_walk::sort_paths;
 
     #[test]
     fn rule_files_sort_as_paths_do() {
@@ -218,6 +145,49 @@ mod tests {
         sort_paths(&mut ours);
         std_order.sort();
         assert_eq!(ours, std_order);
+    }
+
+    /// A directory of more files than one task takes gives them all, in
+    /// order, each handed to the per-file function once.
+    #[test]
+    fn a_large_directory_is_walked_in_runs_without_loss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut expected = Vec::new();
+        for i in 0..300 {
+            let f = dir.path().join(format!("r{i:03}.yml"));
+            std::fs::write(&f, "title: t").expect("write");
+            expected.push(f);
+        }
+        let (found, errors) = walk_rule_files(&[dir.path().to_path_buf()], |f| {
+            (f.path.to_path_buf(), f.in_dir.is_some())
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        let paths: Vec<PathBuf> = found.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(paths, expected);
+        assert!(found.iter().all(|(p, (seen, in_dir))| p == seen && *in_dir));
+    }
+
+    /// A link back to a directory the walk is inside is a loop: reported,
+    /// not followed. A broken link is reported too; the other files are
+    /// found all the same.
+    #[cfg(unix)]
+    #[test]
+    fn rule_files_report_loops_and_broken_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rules");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("a.yml"), "title: t").expect("write");
+        std::fs::write(root.join("sub/b.yml"), "title: t").expect("write");
+        std::os::unix::fs::symlink(&root, root.join("sub/up")).expect("symlink");
+        std::os::unix::fs::symlink(root.join("nowhere"), root.join("broken.yml")).expect("symlink");
+        let (files, errors) = rule_files(std::slice::from_ref(&root));
+        assert_eq!(files, vec![root.join("a.yml"), root.join("sub/b.yml")]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let broken = root.join("broken.yml").to_string_lossy().to_string();
+        let up = root.join("sub/up").to_string_lossy().to_string();
+        assert_eq!(errors[0].path.as_deref(), Some(broken.as_str()));
+        assert_eq!(errors[1].path.as_deref(), Some(up.as_str()));
+        assert!(errors[1].reason.contains("loop"), "{:?}", errors[1]);
     }
 
     /// Rule files are found through symbolic links to files and to

@@ -100,42 +100,29 @@ impl Key {
     /// error, so that it fails to load the same way.
     #[cfg(test)]
     pub fn new(files: &[PathBuf], settings: &str) -> Key {
-        Key::of_stamps(files, &stamps_of_run(files), settings)
+        let stamps: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
+        Key::of_stamps(files, &stamps, settings)
     }
 
     /// The rule files under `paths` (as `rule_files` finds them, with its
-    /// errors) and their key under `settings` ([`Key::new`]'s). Each run
-    /// of files the walk finds is stamped on the thread pool while the
-    /// walk goes on, rather than all of them after it: loading SigmaHQ's
-    /// Windows rules from the cache, 12.6 -> 12.2 ms (31 alternating
-    /// runs).
+    /// errors) and their key under `settings` ([`Key::new`]'s). Each file
+    /// is stamped by the thread of the walk that found it, relative to
+    /// its open directory.
     pub fn of_rule_files(
         paths: &[PathBuf],
         settings: &str,
     ) -> (Key, Vec<PathBuf>, Vec<vigil_sigma::RuleError>) {
-        let stamped = std::sync::Mutex::new(Vec::new());
-        let (files, errors) = rayon::in_place_scope(|scope| {
-            vigil_server::rules::walk_rule_files(paths, |run| {
-                let run = run.to_vec();
-                let stamped = &stamped;
-                scope.spawn(move |_| {
-                    let stamps = stamps_of_run(&run);
-                    stamped
-                        .lock()
-                        .expect("stamps")
-                        .extend(run.into_iter().zip(stamps));
-                });
-            })
+        let (found, errors) = vigil_server::rules::walk_rule_files(paths, |f| {
+            #[cfg(unix)]
+            if let Some(stamp) = f
+                .in_dir
+                .and_then(|(dir, name)| unix_stat::stat_at(dir, name))
+            {
+                return Ok(stamp);
+            }
+            stamp(f.path)
         });
-        let stamped: std::collections::HashMap<PathBuf, Stamp> =
-            stamped.into_inner().expect("stamps").into_iter().collect();
-        let stamps: Vec<Stamp> = files
-            .iter()
-            .map(|f| match stamped.get(f) {
-                Some(s) => s.clone(),
-                None => stamp(f),
-            })
-            .collect();
+        let (files, stamps): (Vec<PathBuf>, Vec<Stamp>) = found.into_iter().unzip();
         (Key::of_stamps(&files, &stamps, settings), files, errors)
     }
 
@@ -159,27 +146,6 @@ impl Key {
     fn hex(&self) -> String {
         self.0[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
-}
-
-/// The stamps of a run of files, on this thread. On Unix each file is
-/// `stat`ed relative to its directory, kept open while the files are in
-/// it (a walk gives a directory's files together): the kernel then looks
-/// up one name instead of walking the whole path from the root, which was
-/// most of the cost of `stat`ing thousands of rule files.
-fn stamps_of_run(files: &[PathBuf]) -> Vec<Stamp> {
-    #[cfg(unix)]
-    {
-        let mut dir = unix_stat::DirCache::default();
-        files
-            .iter()
-            .map(|f| match dir.stat(f) {
-                Some(st) => Ok(st),
-                None => stamp(f),
-            })
-            .collect()
-    }
-    #[cfg(not(unix))]
-    files.iter().map(|f| stamp(f)).collect()
 }
 
 /// A file's stamp, or why it could not be `stat`ed.
@@ -256,57 +222,41 @@ fn stamp(path: &Path) -> Stamp {
         .map_err(|e| e.to_string())
 }
 
-/// `stat` relative to an open directory.
+/// `stat` relative to an open directory: the kernel then looks up one
+/// name instead of walking the whole path from the root, which was most
+/// of the cost of `stat`ing thousands of rule files.
 #[cfg(unix)]
 mod unix_stat {
     use super::FileStamp;
-    use std::ffi::CString;
+    use std::ffi::{CString, OsStr};
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::io::AsRawFd;
-    use std::path::{Path, PathBuf};
 
-    /// The directory of the last file `stat`ed, kept open.
-    #[derive(Default)]
-    pub struct DirCache {
-        open: Option<(PathBuf, std::fs::File)>,
-    }
-
-    impl DirCache {
-        /// The stamp of `path` by `stat(2)` (following symbolic links, as
-        /// `std::fs::metadata` does); `None` when it fails, or the
-        /// directory does not open, for the caller to do it the usual way
-        /// and report the error as it would.
-        pub fn stat(&mut self, path: &Path) -> Option<FileStamp> {
-            let (parent, name) = (path.parent()?, path.file_name()?);
-            if parent.as_os_str().is_empty() {
-                return None;
-            }
-            if self.open.as_ref().is_none_or(|(p, _)| p != parent) {
-                self.open = Some((parent.to_path_buf(), std::fs::File::open(parent).ok()?));
-            }
-            let (_, dir) = self.open.as_ref()?;
-            let name = CString::new(name.as_bytes()).ok()?;
-            // SAFETY: an all-zero `stat` is a valid value of this plain C
-            // struct; fstatat writes it whole on success.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: the directory descriptor is open for the call, the
-            // name is NUL-terminated and `st` is a valid place to write.
-            let rc = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) };
-            // The casts are those of `std::os::unix::fs::MetadataExt`: the
-            // field types differ between Unix systems.
-            #[allow(clippy::unnecessary_cast)]
-            (rc == 0).then(|| FileStamp {
-                len: st.st_size as u64,
-                modified_ns: (st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128)
-                    .max(0),
-                unix: (
-                    st.st_ctime as i64,
-                    st.st_ctime_nsec as i64,
-                    st.st_ino as u64,
-                    st.st_dev as u64,
-                ),
-            })
-        }
+    /// The stamp of `name` in the open directory `dir` by `stat(2)`
+    /// (following symbolic links, as `std::fs::metadata` does); `None`
+    /// when it fails, for the caller to do it the usual way and report
+    /// the error as it would.
+    pub fn stat_at(dir: &std::fs::File, name: &OsStr) -> Option<FileStamp> {
+        let name = CString::new(name.as_bytes()).ok()?;
+        // SAFETY: an all-zero `stat` is a valid value of this plain C
+        // struct; fstatat writes it whole on success.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the directory descriptor is open for the call, the
+        // name is NUL-terminated and `st` is a valid place to write.
+        let rc = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) };
+        // The casts are those of `std::os::unix::fs::MetadataExt`: the
+        // field types differ between Unix systems.
+        #[allow(clippy::unnecessary_cast)]
+        (rc == 0).then(|| FileStamp {
+            len: st.st_size as u64,
+            modified_ns: (st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128).max(0),
+            unix: (
+                st.st_ctime as i64,
+                st.st_ctime_nsec as i64,
+                st.st_ino as u64,
+                st.st_dev as u64,
+            ),
+        })
     }
 }
 
@@ -742,7 +692,24 @@ mod tests {
         files.push(dir.path().join("missing.yml"));
         files.push(PathBuf::from("relative-and-missing.yml"));
         let expected: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
-        assert_eq!(stamps_of_run(&files), expected);
+        #[cfg(unix)]
+        {
+            // Where the directory opens and the file is there, relative
+            // to the directory; elsewhere by path, as the walk does.
+            let relative: Vec<Option<FileStamp>> = files
+                .iter()
+                .map(|f| {
+                    let dir = std::fs::File::open(f.parent()?).ok()?;
+                    unix_stat::stat_at(&dir, f.file_name()?)
+                })
+                .collect();
+            assert_eq!(relative.iter().filter(|s| s.is_some()).count(), 4);
+            for (relative, expected) in relative.iter().zip(&expected) {
+                if let Some(s) = relative {
+                    assert_eq!(Ok(*s), *expected);
+                }
+            }
+        }
         // The symbolic link is followed: its stamp is its target's.
         #[cfg(unix)]
         assert_eq!(expected[3], expected[1]);
