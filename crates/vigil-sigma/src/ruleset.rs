@@ -22,13 +22,13 @@ pub use snapshot::{RuleSetSnapshot, RuleSetSnapshotRef, SnapshotError, SNAPSHOT_
 mod event_ids;
 mod rule_store;
 pub(crate) mod snapshot;
+pub use crate::byte_string::{decode_in_place, SharedBytes};
 pub use crate::eval::Scratch;
 use crate::eval::{eval_detection, eval_item, eval_selection, SlotState, View};
 use crate::logsource::LogSourceMap;
 use crate::rule::{Document, Filter, Rule};
 use crate::RuleError;
 use rule_store::RuleStore;
-pub use rule_store::{decode_in_place, SharedBytes};
 use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -13,8 +13,9 @@
 //! automata, fields, variants and patterns all point somewhere, so a
 //! damaged snapshot is an error, never a panic.
 
-use super::{Bucket, FieldScan, LazyAutomaton, Scanner, VariantLists, ANY_FIELD};
+use super::{Bucket, FieldScan, LazyAutomaton, Literals, Scanner, VariantLists, ANY_FIELD};
 use crate::automaton::LiteralAutomaton;
+use crate::byte_string::StoredBytes;
 use crate::keyed::KeyedLiterals;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,11 @@ use std::sync::{Arc, OnceLock};
 /// A literal set and, when it is one of ours, its automaton.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StoredAutomaton {
-    literals: Vec<String>,
+    /// How many literals there are.
+    count: u32,
+    /// The literals, `Vec<String>` (postcard): decoded by a hunt only
+    /// when it builds their automaton.
+    literals: StoredBytes,
     large: Option<LiteralAutomaton>,
 }
 
@@ -80,8 +85,17 @@ impl AutomataWriter {
                 Some(Scanner::Large(a)) => Some((**a).clone()),
                 _ => None,
             };
+            let literals = match &lazy.literals {
+                Literals::Stored { encoded, .. } => encoded.clone(),
+                // Encoding strings into a growable buffer has no failure
+                // but running out of memory.
+                Literals::Decoded(l) => postcard::to_allocvec(l)
+                    .expect("strings always encode")
+                    .into(),
+            };
             self.automata.push(StoredAutomaton {
-                literals: lazy.literals.to_vec(),
+                count: lazy.literals.len() as u32,
+                literals,
                 large,
             });
             next
@@ -106,14 +120,19 @@ pub(crate) fn load_automata(
         .into_iter()
         .map(|s| {
             let built = OnceLock::new();
+            let count = s.count as usize;
             if let Some(a) = s.large {
-                if a.patterns() != s.literals.len() {
+                if a.patterns() != count {
                     return Err("a stored automaton is not its literal set's".into());
                 }
                 let _ = built.set(Some(Scanner::Large(Box::new(a))));
             }
             Ok(Arc::new(LazyAutomaton {
-                literals: s.literals.into(),
+                literals: Literals::Stored {
+                    count,
+                    encoded: s.literals,
+                    decoded: OnceLock::new(),
+                },
                 built,
             }))
         })

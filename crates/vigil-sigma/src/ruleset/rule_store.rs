@@ -14,19 +14,13 @@
 //! does), a rule that matches nothing, counted in
 //! [`RuleStore::unreadable`].
 
-use crate::byte_string::Bytes;
+use crate::byte_string::{in_place_buffer, Bytes, SharedBytes};
 use crate::condition::Cond;
 use crate::rule::{Detection, Rule};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-
-/// Bytes shared with whoever holds them: the buffer a snapshot is read
-/// from, which a loaded set can then read its rules from in place.
-pub type SharedBytes =
-    Arc<dyn AsRef<[u8]> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe>;
+use std::sync::OnceLock;
 
 /// The rules of a set, in set order.
 #[derive(Debug, Default)]
@@ -74,27 +68,6 @@ impl Encoded {
             Encoded::Shared(b) => (**b).as_ref(),
         }
     }
-}
-
-thread_local! {
-    /// The buffer being decoded by [`decode_in_place`] on this thread.
-    static IN_PLACE: RefCell<Option<SharedBytes>> = const { RefCell::new(None) };
-}
-
-/// Runs `decode` over the bytes of `buffer`; a rule store deserialized
-/// from them on this thread keeps its rules in `buffer` (sharing it)
-/// rather than copying them: 2.9 MB for SigmaHQ's Windows rules, most of
-/// which a hunt never decodes.
-pub fn decode_in_place<T>(buffer: SharedBytes, decode: impl FnOnce(&[u8]) -> T) -> T {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            IN_PLACE.with(|b| b.borrow_mut().take());
-        }
-    }
-    IN_PLACE.with(|b| *b.borrow_mut() = Some(buffer.clone()));
-    let _reset = Reset;
-    decode((*buffer).as_ref())
 }
 
 impl RuleStore {
@@ -206,8 +179,7 @@ impl<'de> Deserialize<'de> for RuleStore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let rules = Vec::<Bytes<'de>>::deserialize(d)?;
         let cells = (0..rules.len()).map(|_| OnceLock::new()).collect();
-        if let Some((buffer, spans)) = IN_PLACE.with(|b| {
-            let buffer = b.borrow().clone()?;
+        if let Some((buffer, spans)) = in_place_buffer().and_then(|buffer| {
             let spans = spans_within((*buffer).as_ref(), &rules)?;
             Some((buffer, spans))
         }) {
@@ -259,8 +231,10 @@ fn spans_within(buffer: &[u8], rules: &[Bytes<'_>]) -> Option<Vec<(u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::byte_string::decode_in_place;
     use crate::rule::parse_file;
     use crate::Placeholders;
+    use std::sync::Arc;
 
     fn rules() -> Vec<Rule> {
         let text = "title: a\nid: r1\nlogsource: {product: windows}\ndetection:\n  sel: {Image|endswith: '\\x.exe'}\n  condition: sel\n---\ntitle: b\nid: r2\nlogsource: {product: windows}\ndetection:\n  keywords: [mimikatz]\n  condition: keywords\n";

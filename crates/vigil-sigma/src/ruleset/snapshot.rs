@@ -34,7 +34,7 @@ use rustc_hash::FxHashMap;
 /// The snapshot layout's version. Bump it whenever a type a snapshot
 /// holds changes shape; a cache keys its entries on it (postcard is not
 /// self-describing, so a stale layout might otherwise decode as garbage).
-pub const SNAPSHOT_FORMAT: u32 = 7;
+pub const SNAPSHOT_FORMAT: u32 = 8;
 
 /// A compiled rule set, ready to serialize (with serde: the cache uses
 /// postcard) and to load back with [`RuleSet::from_snapshot`].
