@@ -210,7 +210,16 @@ impl Pattern {
             }
             Pattern::Null => false,
             Pattern::Exists(e) => *e,
-            Pattern::Regex(re, _) => re.is_match(s.text),
+            // A text without any of the literals every match contains
+            // cannot match: most regexes a hunt reaches are then never
+            // compiled (35 of the 54 a hunt over the corpus compiled with
+            // SigmaHQ's Windows rules, 0.1-0.7 ms each).
+            Pattern::Regex(re, required) => {
+                required
+                    .as_ref()
+                    .is_none_or(|lits| lits.iter().any(|l| s.lower.contains(l.as_str())))
+                    && re.is_match(s.text)
+            }
             Pattern::Cmp(op, n) => match s.value.as_f64() {
                 Some(v) => match op {
                     CmpOp::Lt => v < *n,
@@ -359,6 +368,35 @@ mod tests {
         let broken: RuleRegex =
             postcard::from_bytes(&postcard::to_allocvec("a(").expect("encode")).expect("decode");
         assert!(!broken.is_match("a("));
+    }
+
+    /// A text that holds none of the literals every match needs is no
+    /// match, and the regex is not compiled for it; one that holds one is
+    /// matched by the regex itself (here, case-sensitively).
+    #[test]
+    fn a_regex_is_compiled_only_for_a_text_holding_a_required_literal() {
+        let stored = RuleRegex::compiled(
+            crate::modifier::build_regex(r"net\s+user\s+\w+").expect("compiles"),
+        );
+        let bytes = postcard::to_allocvec(&stored).expect("encode");
+        let back: RuleRegex = postcard::from_bytes(&bytes).expect("decode");
+        let pattern = Pattern::Regex(back, Some(vec!["net".into()]));
+        let scalar = |text: &'static str, lower: &'static str| Scalar {
+            value: Box::leak(Box::new(Value::Str(text.into()))),
+            text,
+            lower,
+        };
+        assert!(!pattern.matches(scalar("whoami /all", "whoami /all")));
+        let Pattern::Regex(re, _) = &pattern else {
+            unreachable!()
+        };
+        assert!(
+            re.compiled.get().is_none(),
+            "compiled for a text without 'net'"
+        );
+        assert!(!pattern.matches(scalar("NET USER bob", "net user bob")));
+        assert!(re.compiled.get().is_some());
+        assert!(pattern.matches(scalar("net  user bob", "net  user bob")));
     }
 
     #[test]
