@@ -31,13 +31,30 @@ impl RuleOptions {
 
     /// The built-in log-source mapping with `--logsources` on top.
     pub fn logsource_map(&self) -> anyhow::Result<LogSourceMap> {
-        let mut map = LogSourceMap::builtin();
-        if let Some(path) = &self.logsources {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading log-source mapping {}", path.display()))?;
-            let user = LogSourceMap::parse(&text, Some(path.to_string_lossy().into()))?;
-            map.merge(user);
-        }
-        Ok(map)
+        logsource_map_with(self.logsource_file()?.as_ref())
     }
+
+    /// The `--logsources` file as read, if one was given: with the
+    /// executable (which holds the built-in mapping), all a compiled rule
+    /// set's mapping depends on, so that a hunt can key its rule cache on
+    /// it without parsing the mapping.
+    pub fn logsource_file(&self) -> anyhow::Result<Option<(PathBuf, String)>> {
+        let Some(path) = &self.logsources else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading log-source mapping {}", path.display()))?;
+        Ok(Some((path.clone(), text)))
+    }
+}
+
+/// The built-in log-source mapping with `file` (as
+/// [`RuleOptions::logsource_file`] read it) on top.
+pub fn logsource_map_with(file: Option<&(PathBuf, String)>) -> anyhow::Result<LogSourceMap> {
+    let mut map = LogSourceMap::builtin();
+    if let Some((path, text)) = file {
+        let user = LogSourceMap::parse(text, Some(path.to_string_lossy().into()))?;
+        map.merge(user);
+    }
+    Ok(map)
 }

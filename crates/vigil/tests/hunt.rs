@@ -496,6 +496,27 @@ fn compiled_rules_are_cached_and_compiled_again_when_a_rule_changes() {
     assert!(!summary.contains(from_cache), "{summary}");
     assert!(high.lines().count() < 3, "{high}");
 
+    // So is another log-source mapping file, and the same file edited:
+    // the key takes the file as written. Here the edit maps Sysmon's
+    // process creations elsewhere (the entry replaces the built-in one of
+    // its name), and the rules for them no longer match.
+    let mapping = dir.path().join("ls.yml");
+    std::fs::write(&mapping, "logsources: []\n").unwrap();
+    let args = ["--logsources", mapping.to_str().unwrap()];
+    let (mapped, summary) = hunt(&args);
+    assert!(!summary.contains(from_cache), "{summary}");
+    assert_eq!(mapped, first);
+    let (_, summary) = hunt(&args);
+    assert!(summary.contains(from_cache), "{summary}");
+    std::fs::write(
+        &mapping,
+        "logsources:\n  - name: process_creation_sysmon\n    logsource: {product: windows, category: process_creation}\n    conditions: {Channel: Elsewhere}\n",
+    )
+    .unwrap();
+    let (remapped, summary) = hunt(&args);
+    assert!(!summary.contains(from_cache), "{summary}");
+    assert_eq!(remapped.lines().count(), 1, "{remapped}");
+
     let whoami = rules.join("whoami_sysmon.yml");
     let text = std::fs::read_to_string(&whoami).unwrap();
     std::fs::write(&whoami, text.replace("whoami.exe", "whoareyou.exe")).unwrap();

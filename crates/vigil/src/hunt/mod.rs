@@ -132,6 +132,14 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         (Some(dir), false) => Some(RuleCache::new(dir.clone())),
         (None, false) => RuleCache::default_dir().map(RuleCache::new),
     };
+    // The inputs are listed on the thread pool while this thread loads
+    // the rules: listing the corpus's 277 files takes a millisecond, and
+    // the pool idles while the rules are decoded.
+    let (listed, listing) = std::sync::mpsc::sync_channel(1);
+    let input_paths = args.inputs.clone();
+    rayon::spawn(move || {
+        let _ = listed.send(discover(&input_paths));
+    });
     let mut rules = rules::load(&rule_paths, &args.select, &args.options, cache)?;
     let set = rules.set.clone();
     // The process ends with the hunt: freeing thousands of compiled rules
@@ -157,7 +165,9 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(1)
         })
         .max(1);
-    let (inputs, input_errors) = discover(&args.inputs);
+    let (inputs, input_errors) = listing
+        .recv()
+        .map_err(|_| anyhow::anyhow!("listing the inputs failed"))?;
     let total_bytes: u64 = inputs.iter().map(|i| i.len).sum();
     let warnings = set.warnings().to_vec();
     let mut summary = Summary::new(&set, rule_errors, rules.skipped, warnings);
