@@ -267,7 +267,7 @@ pub fn compile_values(
             let re = build_regex(&source)
                 .map_err(|e| format!("invalid regular expression '{text}': {e}"))?;
             let literals = regex_literals(&pcre, has(ReI), has(ReM), has(ReS));
-            patterns.push(Pattern::Regex(RuleRegex::compiled(re), literals));
+            patterns.push(Pattern::Regex(Box::new(RuleRegex::compiled(re)), literals));
         }
         return Ok(CompiledValues::new(patterns, all, negate));
     }
