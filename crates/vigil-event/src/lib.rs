@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod json_stream;
+pub mod json_write;
 
 pub use json_stream::event_from_json_slice;
 

@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
-use vigil_event::{value_to_json, Event, FieldsJson};
+use vigil_event::{json_write, value_to_json, Event};
 use vigil_ingest::rfc3339;
 use vigil_sigma::Rule;
 
@@ -314,7 +314,10 @@ impl Render {
             return serde_json::to_writer(out, &m);
         }
         match (&d.event, d.record.get("fields")) {
-            (Some(e), _) => serde_json::to_writer(out, &FieldsJson(e)),
+            (Some(e), _) => {
+                json_write::write_fields(out, e);
+                Ok(())
+            }
             (None, Some(f)) => serde_json::to_writer(out, f),
             (None, None) => serde_json::to_writer(out, &Json::Null),
         }
@@ -334,12 +337,12 @@ impl Render {
                     if i > 0 {
                         out.push(b',');
                     }
-                    serde_json::to_writer(&mut out, k)?;
+                    json_write::write_str(&mut out, k);
                     out.push(b':');
                     if k == "fields" {
                         self.write_fields(d, &mut out)?;
                     } else {
-                        serde_json::to_writer(&mut out, v)?;
+                        write_json(&mut out, v)?;
                     }
                 }
                 if !r.contains_key("fields") {
@@ -395,6 +398,27 @@ impl Render {
         }
         Ok(out)
     }
+}
+
+/// Writes `v` as `serde_json::to_writer` does, strings through the faster
+/// [`json_write::write_str`] (a record's values are strings, numbers and
+/// lists of strings).
+fn write_json(out: &mut Vec<u8>, v: &Json) -> serde_json::Result<()> {
+    match v {
+        Json::String(s) => json_write::write_str(out, s),
+        Json::Array(items) => {
+            out.push(b'[');
+            for (k, item) in items.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item)?;
+            }
+            out.push(b']');
+        }
+        other => serde_json::to_writer(out, other)?,
+    }
+    Ok(())
 }
 
 /// The ANSI colour of a level in the table: the more severe, the louder.
