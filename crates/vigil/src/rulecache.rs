@@ -23,9 +23,14 @@
 //! another user owns, is a miss, and the entry is rebuilt; writes go
 //! through a temporary file and a rename, so concurrent hunts never see
 //! half an entry. Only the newest [`KEEP_ENTRIES`] entries are kept.
+//!
+//! Beside the entries, a `latest-*.key` file per set of settings holds the
+//! key of the entry the last hunt with them used: working out the key
+//! means a `stat` of every rule file, so a hunt decodes that entry while
+//! it does, and keeps the result only if the keys agree.
 
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use vigil_sigma::correlation::Correlation;
 use vigil_sigma::ruleset::{RuleSetSnapshot, RuleSetSnapshotRef, SNAPSHOT_FORMAT};
@@ -293,6 +298,39 @@ impl RuleCache {
         self.dir.join(format!("rules-{}.bin", key.hex()))
     }
 
+    /// Where the key of the newest entry for `settings` is kept.
+    fn latest_path(&self, settings: &str) -> PathBuf {
+        let digest = Sha256::digest(settings.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("latest-{hex}.key"))
+    }
+
+    /// The key of the entry the last hunt with `settings` used, if it was
+    /// kept: a guess, right unless a rule file changed since, which a
+    /// hunt may decode while it works out the real key. `None` when there
+    /// is none, or it is not this user's.
+    pub fn recall(&self, settings: &str) -> Option<Key> {
+        let file = std::fs::File::open(self.latest_path(settings)).ok()?;
+        owned_by_us(&file).ok()?;
+        let mut bytes = Vec::with_capacity(32);
+        file.take(33).read_to_end(&mut bytes).ok()?;
+        Some(Key(bytes.try_into().ok()?))
+    }
+
+    /// Keeps `key` as the one to [`RuleCache::recall`] for `settings`.
+    /// Errors are ignored: the guess only saves time.
+    pub fn remember(&self, settings: &str, key: &Key) {
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(&key.0)?;
+            tmp.persist(self.latest_path(settings))
+                .map_err(|e| e.error)?;
+            Ok(())
+        };
+        let _ = write();
+    }
+
     /// The entry for `key`, with its rule set loaded.
     pub fn get(&self, key: &Key) -> Lookup {
         let path = self.path(key);
@@ -352,6 +390,7 @@ impl RuleCache {
         };
         let now = std::time::SystemTime::now();
         let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        let mut pointers: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
         for e in dir.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -365,10 +404,18 @@ impl RuleCache {
                 }
             } else if name.starts_with("rules-") && name.ends_with(".bin") && e.path() != written {
                 entries.push((modified, e.path()));
+            } else if name.starts_with("latest-") && name.ends_with(".key") {
+                pointers.push((modified, e.path()));
             }
         }
         entries.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, path) in entries.into_iter().skip(KEEP_ENTRIES - 1) {
+            let _ = std::fs::remove_file(path);
+        }
+        // Keys of entries to guess: one per set of settings, as many as
+        // there are entries.
+        pointers.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, path) in pointers.into_iter().skip(KEEP_ENTRIES) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -663,6 +710,36 @@ mod tests {
         // An edited file changes the key.
         std::fs::write(dir.path().join("a/b/r7.yml"), "title: longer").expect("write");
         assert_ne!(Key::of_rule_files(&paths, "s").0, key);
+    }
+
+    /// The key remembered for a set of settings is the one recalled for
+    /// them, and only for them; eviction keeps as many as there are
+    /// entries.
+    #[test]
+    fn the_last_key_for_the_same_settings_is_recalled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = RuleCache::new(dir.path().join("cache"));
+        assert_eq!(cache.recall("a"), None);
+        let (k1, k2) = (Key([1; 32]), Key([2; 32]));
+        cache.remember("a", &k1);
+        cache.remember("b", &k2);
+        assert_eq!(cache.recall("a"), Some(k1));
+        assert_eq!(cache.recall("b"), Some(k2));
+        cache.remember("a", &k2);
+        assert_eq!(cache.recall("a"), Some(k2));
+        for i in 0..KEEP_ENTRIES + 3 {
+            cache.remember(&format!("s{i}"), &k1);
+        }
+        cache.evict(Path::new("none"));
+        let kept = std::fs::read_dir(dir.path().join("cache"))
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("latest-"))
+            .count();
+        assert_eq!(kept, KEEP_ENTRIES);
+        // A damaged file is no guess.
+        std::fs::write(cache.latest_path("a"), b"short").expect("write");
+        assert_eq!(cache.recall("a"), None);
     }
 
     #[test]
