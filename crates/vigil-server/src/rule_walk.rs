@@ -32,6 +32,10 @@ pub struct Found<'a> {
     pub in_dir: Option<(&'a File, &'a OsStr)>,
 }
 
+/// How deep a walk goes: a backstop, should a loop go unseen (a
+/// directory whose identity cannot be read).
+const MAX_DEPTH: usize = 256;
+
 /// Files one task takes at a time from a large directory (SigmaHQ's
 /// `process_creation` holds half of its Windows rules).
 const RUN: usize = 128;
@@ -82,17 +86,18 @@ struct Walk<F, T> {
     errors: Mutex<Vec<RuleError>>,
 }
 
-/// A directory the walk is inside: its identity and path.
-type Ancestors = Arc<Vec<(DirId, PathBuf)>>;
+/// The directories the walk is inside: their identities (when they could
+/// be read) and paths.
+type Ancestors = Arc<Vec<(Option<DirId>, PathBuf)>>;
 
 impl<F: Fn(Found<'_>) -> T + Sync, T: Send> Walk<F, T> {
     /// Reads `dir`: its subdirectories become tasks, its rule files are
     /// handed to `per_file` here or, past [`RUN`] of them, in tasks too.
     fn directory<'s>(&'s self, scope: &rayon::Scope<'s>, dir: PathBuf, ancestors: Ancestors) {
         let open = File::open(&dir);
-        let id = open.as_ref().ok().and_then(|f| dir_id(f, &dir));
+        let id = dir_id(open.as_ref().ok(), &dir);
         if let Some(id) = &id {
-            if let Some((_, ancestor)) = ancestors.iter().find(|(a, _)| a == id) {
+            if let Some((_, ancestor)) = ancestors.iter().find(|(a, _)| a.as_ref() == Some(id)) {
                 let why = format!(
                     "File system loop found: {} points to an ancestor {}",
                     dir.display(),
@@ -101,14 +106,16 @@ impl<F: Fn(Found<'_>) -> T + Sync, T: Send> Walk<F, T> {
                 return self.error(&dir, why);
             }
         }
+        if ancestors.len() >= MAX_DEPTH {
+            let why = format!("more than {MAX_DEPTH} directories deep: {}", dir.display());
+            return self.error(&dir, why);
+        }
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) => return self.io_error(&dir, &e),
         };
         let mut below = (*ancestors).clone();
-        if let Some(id) = id {
-            below.push((id, dir.clone()));
-        }
+        below.push((id, dir.clone()));
         let below = Arc::new(below);
         let mut names = Vec::new();
         for entry in entries {
@@ -203,15 +210,21 @@ type DirId = (u64, u64);
 #[cfg(not(unix))]
 type DirId = PathBuf;
 
+/// The identity of directory `path`, from its open handle when it
+/// opened (one `fstat`), else from the path: without one, a link back up
+/// the tree would be walked for ever.
 #[cfg(unix)]
-fn dir_id(open: &File, _: &Path) -> Option<DirId> {
+fn dir_id(open: Option<&File>, path: &Path) -> Option<DirId> {
     use std::os::unix::fs::MetadataExt;
-    let m = open.metadata().ok()?;
+    let m = match open {
+        Some(f) => f.metadata().ok()?,
+        None => std::fs::metadata(path).ok()?,
+    };
     Some((m.dev(), m.ino()))
 }
 
 #[cfg(not(unix))]
-fn dir_id(_: &File, path: &Path) -> Option<DirId> {
+fn dir_id(_: Option<&File>, path: &Path) -> Option<DirId> {
     std::fs::canonicalize(path).ok()
 }
 

@@ -167,6 +167,28 @@ mod tests {
         assert!(found.iter().all(|(p, (seen, in_dir))| p == seen && *in_dir));
     }
 
+    /// A tree deeper than the walk goes is reported where it stops, and
+    /// what is above is found.
+    #[test]
+    fn a_tree_too_deep_is_reported_not_walked_for_ever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut deep = dir.path().to_path_buf();
+        for _ in 0..300 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        std::fs::write(dir.path().join("top.yml"), "title: t").expect("write");
+        std::fs::write(deep.join("bottom.yml"), "title: t").expect("write");
+        let (files, errors) = rule_files(&[dir.path().to_path_buf()]);
+        assert_eq!(files, vec![dir.path().join("top.yml")]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].reason.contains("directories deep"),
+            "{:?}",
+            errors[0]
+        );
+    }
+
     /// A link back to a directory the walk is inside is a loop: reported,
     /// not followed. A broken link is reported too; the other files are
     /// found all the same.
