@@ -98,8 +98,9 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Writes the event's fields as the flat object [`crate::FieldsJson`]
-/// serializes (the first of repeated names wins).
+/// Writes the event's fields as the flat object [`Event::to_json`]
+/// builds (the first of repeated names wins), without a
+/// `serde_json::Value` per field.
 pub fn write_fields(out: &mut Vec<u8>, event: &Event) {
     let fields = &event.fields;
     out.push(b'{');
@@ -167,7 +168,7 @@ mod tests {
         write_fields(&mut out, &e);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            serde_json::to_string(&crate::FieldsJson(&e)).unwrap()
+            serde_json::to_string(&e.to_json()).unwrap()
         );
     }
 

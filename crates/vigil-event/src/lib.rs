@@ -295,45 +295,6 @@ impl Event {
     }
 }
 
-/// An event's fields serialized as the flat JSON object [`Event::to_json`]
-/// builds (the first of repeated names wins), written straight to the
-/// serializer: no `serde_json::Value` per field.
-pub struct FieldsJson<'a>(pub &'a Event);
-
-impl serde::Serialize for FieldsJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let fields = &self.0.fields;
-        let mut map = s.serialize_map(None)?;
-        for (i, (name, value)) in fields.iter().enumerate() {
-            // Names repeat rarely and events are small: a look back is
-            // cheaper than a set.
-            if fields[..i].iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            map.serialize_entry(&**name, &ValueJson(value))?;
-        }
-        map.end()
-    }
-}
-
-/// A [`Value`] serialized as [`value_to_json`] converts it.
-struct ValueJson<'a>(&'a Value);
-
-impl serde::Serialize for ValueJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Int(i) => s.serialize_i64(*i),
-            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
-            Value::Float(_) => s.serialize_unit(),
-            Value::Str(t) => s.serialize_str(t),
-            Value::List(items) => s.collect_seq(items.iter().map(ValueJson)),
-        }
-    }
-}
-
 /// Converts a [`Value`] to JSON.
 pub fn value_to_json(value: &Value) -> serde_json::Value {
     match value {
@@ -430,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn fields_json_writes_what_to_json_builds() {
+    fn written_fields_are_what_to_json_builds() {
         let mut e = Event::new();
         e.push("a", "x \"q\" é");
         e.push("n", 42);
@@ -442,8 +403,10 @@ mod tests {
             "l",
             Value::List(vec![Value::Int(1), Value::from("y"), Value::Bool(false)]),
         );
+        let mut written = Vec::new();
+        json_write::write_fields(&mut written, &e);
         assert_eq!(
-            serde_json::to_string(&FieldsJson(&e)).unwrap(),
+            String::from_utf8(written).unwrap(),
             serde_json::to_string(&e.to_json()).unwrap()
         );
     }

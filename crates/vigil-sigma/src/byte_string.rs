@@ -57,6 +57,16 @@ pub(crate) enum StoredBytes {
 }
 
 impl StoredBytes {
+    /// The whole of a shared buffer.
+    pub fn whole(buffer: SharedBytes) -> StoredBytes {
+        let len = (*buffer).as_ref().len();
+        StoredBytes::Shared {
+            buffer,
+            start: 0,
+            len,
+        }
+    }
+
     /// The bytes.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
@@ -68,6 +78,12 @@ impl StoredBytes {
                 &(**buffer).as_ref()[*start..*start + *len]
             }
         }
+    }
+}
+
+impl Default for StoredBytes {
+    fn default() -> Self {
+        StoredBytes::Owned(Box::default())
     }
 }
 
@@ -105,15 +121,20 @@ impl<'de> Deserialize<'de> for StoredBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = Bytes::deserialize(d)?;
         if let (Cow::Borrowed(b), Some(buffer)) = (&bytes.0, in_place_buffer()) {
-            let whole = (*buffer).as_ref();
-            let start = (b.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-            if start <= whole.len() && b.len() <= whole.len() - start {
+            if let Some(start) = offset_within((*buffer).as_ref(), b) {
                 let len = b.len();
                 return Ok(StoredBytes::Shared { buffer, start, len });
             }
         }
         Ok(StoredBytes::Owned(bytes.0.into_owned().into_boxed_slice()))
     }
+}
+
+/// Where `part` starts in `whole`, when it lies within it (it was
+/// borrowed from it).
+pub(crate) fn offset_within(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (start <= whole.len() && part.len() <= whole.len() - start).then_some(start)
 }
 
 /// Bytes written as one byte string; read back borrowed from the input

@@ -215,7 +215,7 @@ impl Pattern {
             Pattern::Exists(e) => *e,
             // A text without any of the literals every match contains
             // cannot match: most regexes a hunt reaches are then never
-            // compiled (35 of the 54 a hunt over the corpus compiled with
+            // compiled (33 of the 54 a hunt over the corpus compiled with
             // SigmaHQ's Windows rules, 0.1-0.7 ms each).
             Pattern::Regex(re, required) => {
                 required

@@ -110,7 +110,7 @@ impl Key {
     }
 
     /// The rule files under `paths` (as `rule_files` finds them, with its
-    /// errors) and their key under `settings` ([`Key::new`]'s). Each file
+    /// errors) and their key under `settings`. Each file
     /// is stamped by the thread of the walk that found it, relative to
     /// its open directory.
     pub fn of_rule_files(
@@ -300,9 +300,18 @@ impl RuleCache {
 
     /// Where the key of the newest entry for `settings` is kept.
     fn latest_path(&self, settings: &str) -> PathBuf {
-        let digest = Sha256::digest(settings.as_bytes());
-        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("latest-{hex}.key"))
+        let named = Key(Sha256::digest(settings.as_bytes()).into());
+        self.dir.join(format!("latest-{}.key", named.hex()))
+    }
+
+    /// Writes `bytes` to `path` in the cache directory through a
+    /// temporary file and a rename, so that no reader sees half of it.
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(bytes)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     }
 
     /// The key of the entry the last hunt with `settings` used, if it was
@@ -320,15 +329,7 @@ impl RuleCache {
     /// Keeps `key` as the one to [`RuleCache::recall`] for `settings`.
     /// Errors are ignored: the guess only saves time.
     pub fn remember(&self, settings: &str, key: &Key) {
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            tmp.write_all(&key.0)?;
-            tmp.persist(self.latest_path(settings))
-                .map_err(|e| e.error)?;
-            Ok(())
-        };
-        let _ = write();
+        let _ = self.write_atomically(&self.latest_path(settings), &key.0);
     }
 
     /// The entry for `key`, with its rule set loaded.
@@ -368,14 +369,8 @@ impl RuleCache {
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            tmp.write_all(&bytes)?;
-            tmp.persist(self.path(key)).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        self.write_atomically(&self.path(key), &bytes)
+            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
         self.evict(&self.path(key));
         Ok(())
     }

@@ -14,7 +14,7 @@
 //! does), a rule that matches nothing, counted in
 //! [`RuleStore::unreadable`].
 
-use crate::byte_string::{in_place_buffer, Bytes, SharedBytes};
+use crate::byte_string::{in_place_buffer, offset_within, Bytes, StoredBytes};
 use crate::condition::Cond;
 use crate::rule::{Detection, Rule};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,46 +28,14 @@ pub(crate) struct RuleStore {
     /// Boxed: a cell holding a whole `Rule` is half a KiB, and a loaded
     /// set leaves most of its cells empty.
     cells: Vec<OnceLock<Box<Rule>>>,
-    /// The rules as stored (postcard); empty for a compiled set, whose
-    /// cells are all filled.
-    encoded: Encoded,
+    /// The rules as stored (postcard): the snapshot's own buffer when
+    /// decoded in place (see [`crate::byte_string::decode_in_place`]), else copied out of it;
+    /// empty for a compiled set, whose cells are all filled.
+    encoded: StoredBytes,
     /// Where each stored rule is in `encoded`.
     spans: Vec<(u32, u32)>,
     /// Stored rules that did not decode.
     unreadable: AtomicUsize,
-}
-
-/// Where stored rules are kept.
-enum Encoded {
-    /// Copied out of the snapshot (none, for a compiled set).
-    Owned(Vec<u8>),
-    /// The snapshot's own buffer (see [`decode_in_place`]).
-    Shared(SharedBytes),
-}
-
-impl Default for Encoded {
-    fn default() -> Self {
-        Encoded::Owned(Vec::new())
-    }
-}
-
-impl std::fmt::Debug for Encoded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (how, len) = match self {
-            Encoded::Owned(v) => ("owned", v.len()),
-            Encoded::Shared(b) => ("shared", (**b).as_ref().len()),
-        };
-        write!(f, "{how} ({len} bytes)")
-    }
-}
-
-impl Encoded {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Encoded::Owned(v) => v,
-            Encoded::Shared(b) => (**b).as_ref(),
-        }
-    }
 }
 
 impl RuleStore {
@@ -117,7 +85,7 @@ impl RuleStore {
     fn stored(&self, i: usize) -> &[u8] {
         self.spans
             .get(i)
-            .and_then(|&(a, z)| self.encoded.bytes().get(a as usize..z as usize))
+            .and_then(|&(a, z)| self.encoded.as_slice().get(a as usize..z as usize))
             .unwrap_or_default()
     }
 }
@@ -173,7 +141,7 @@ impl Serialize for RuleStore {
 }
 
 /// Read back with every rule still encoded: in place when decoded by
-/// [`decode_in_place`], else copied into one buffer of the exact size
+/// [`crate::byte_string::decode_in_place`], else copied into one buffer of the exact size
 /// (grown as they came, it was copied over and over into fresh memory).
 impl<'de> Deserialize<'de> for RuleStore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -185,7 +153,7 @@ impl<'de> Deserialize<'de> for RuleStore {
         }) {
             return Ok(RuleStore {
                 cells,
-                encoded: Encoded::Shared(buffer),
+                encoded: StoredBytes::whole(buffer),
                 spans,
                 ..RuleStore::default()
             });
@@ -203,7 +171,7 @@ impl<'de> Deserialize<'de> for RuleStore {
         }
         Ok(RuleStore {
             cells,
-            encoded: Encoded::Owned(encoded),
+            encoded: encoded.into(),
             spans,
             ..RuleStore::default()
         })
@@ -214,14 +182,12 @@ impl<'de> Deserialize<'de> for RuleStore {
 /// place and it can be addressed by `u32`.
 fn spans_within(buffer: &[u8], rules: &[Bytes<'_>]) -> Option<Vec<(u32, u32)>> {
     u32::try_from(buffer.len()).ok()?;
-    let base = buffer.as_ptr() as usize;
     rules
         .iter()
         .map(|r| match &r.0 {
             Cow::Borrowed(b) => {
-                let start = (b.as_ptr() as usize).checked_sub(base)?;
-                let end = start.checked_add(b.len())?;
-                (end <= buffer.len()).then_some((start as u32, end as u32))
+                let start = offset_within(buffer, b)?;
+                Some((start as u32, (start + b.len()) as u32))
             }
             Cow::Owned(_) => None,
         })
@@ -231,7 +197,7 @@ fn spans_within(buffer: &[u8], rules: &[Bytes<'_>]) -> Option<Vec<(u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::byte_string::decode_in_place;
+    use crate::byte_string::{decode_in_place, SharedBytes};
     use crate::rule::parse_file;
     use crate::Placeholders;
     use std::sync::Arc;
@@ -269,7 +235,7 @@ mod tests {
         let bytes = postcard::to_allocvec(&RuleStore::compiled(rules())).expect("encode");
         let mut damaged: RuleStore = postcard::from_bytes(&bytes).expect("decode");
         let (start, end) = damaged.spans[0];
-        let Encoded::Owned(encoded) = &mut damaged.encoded else {
+        let StoredBytes::Owned(encoded) = &mut damaged.encoded else {
             panic!("copied")
         };
         encoded[(start + end) as usize / 2..end as usize].fill(0xff);
@@ -289,13 +255,13 @@ mod tests {
         let buffer: SharedBytes = Arc::new(bytes.clone());
         let store: RuleStore =
             decode_in_place(buffer.clone(), |b| postcard::from_bytes(b)).expect("decode");
-        assert!(matches!(store.encoded, Encoded::Shared(_)));
+        assert!(matches!(store.encoded, StoredBytes::Shared { .. }));
         assert_eq!(Arc::strong_count(&buffer), 2);
         assert_eq!(store.get(1, |_| true).id.as_deref(), Some("r2"));
         assert_eq!(store.get(0, |_| true).id.as_deref(), Some("r1"));
         assert_eq!(postcard::to_allocvec(&store).expect("encode"), bytes);
         // Outside `decode_in_place`, the rules are copied.
         let copied: RuleStore = postcard::from_bytes(&bytes).expect("decode");
-        assert!(matches!(copied.encoded, Encoded::Owned(_)));
+        assert!(matches!(copied.encoded, StoredBytes::Owned(_)));
     }
 }
