@@ -17,36 +17,55 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut run = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if i + 8 <= bytes.len() {
-            let word = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-            if !needs_escape(word) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            out.extend_from_slice(&bytes[run..i]);
-            push_escape(out, b);
-            run = i + 1;
-        }
-        i += 1;
+    while let Some(i) = next_escape(bytes, run) {
+        out.extend_from_slice(&bytes[run..i]);
+        push_escape(out, bytes[i]);
+        run = i + 1;
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
-/// Whether any of the eight bytes of `word` is a control, `"` or `\`
-/// (SWAR: a byte below 0x20, or equal to one of the two).
+/// The position of the first byte at or after `from` that JSON escapes.
+///
+/// Eight bytes at a time, the last few copied into a word padded with a
+/// byte that needs no escape. Only the lowest flagged byte of a word is
+/// exact (see [`escape_mask`]), and it is the one taken.
 #[inline]
-fn needs_escape(word: u64) -> bool {
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 8 <= bytes.len() {
+        let mask = escape_mask(word_at(bytes, i));
+        if mask != 0 {
+            return Some(i + (mask.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    if i == bytes.len() {
+        return None;
+    }
+    let mut padded = [b'a'; 8];
+    padded[..bytes.len() - i].copy_from_slice(&bytes[i..]);
+    let mask = escape_mask(u64::from_le_bytes(padded));
+    (mask != 0).then(|| i + (mask.trailing_zeros() / 8) as usize)
+}
+
+#[inline]
+fn word_at(bytes: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"))
+}
+
+/// The high bit of every byte of `word` (little-endian) that is a
+/// control, `"` or `\`, SWAR-style. A byte that is one can make the
+/// subtraction borrow into the byte above, so bits above the lowest set
+/// one may be false; the lowest is always right.
+#[inline]
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS;
     let equal = |w: u64, b: u8| below(w ^ (ONES * u64::from(b)), 1);
-    (below(word, 0x20) | equal(word, b'"') | equal(word, b'\\')) != 0
+    below(word, 0x20) | equal(word, b'"') | equal(word, b'\\')
 }
 
 fn push_escape(out: &mut Vec<u8>, b: u8) {
@@ -144,6 +163,14 @@ mod tests {
             "exactly8",
             "sixteen bytes!!!",
             "seventeen bytes!\"",
+            "\\",
+            "a\"",
+            "1234567\"",
+            "12345678\n",
+            "123456789\t",
+            "\"2345678",
+            "\n\n\n\n\n\n\n\n\n",
+            "C:\\Users\\ü\\AppData\\x\"y\u{1}",
         ] {
             assert_eq!(ours(s), serde_json::to_string(s).unwrap(), "{s:?}");
         }
@@ -175,6 +202,13 @@ mod tests {
     proptest! {
         #[test]
         fn any_string_escapes_as_serde_json_does(s in "\\PC*|[\\x00-\\x7f]{0,40}") {
+            prop_assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
+        }
+
+        /// Escapes close together, and the bytes a word's borrow can
+        /// falsely flag after one (space, `#`, `]`).
+        #[test]
+        fn dense_escapes_as_serde_json_does(s in "[a \"#\\\\\\]\\x00-\\x1fé]{0,40}") {
             prop_assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
         }
     }

@@ -6,9 +6,9 @@
 //! SigmaHQ's Windows rules is the largest single cost of a short hunt
 //! (about 15 ms of CPU; the largest set, 5,787 command-line literals, 4 ms
 //! alone). This one is built once, when the rules are compiled, and read
-//! back from the compiled-rule cache in a fraction of that. Large literal
-//! sets use it; small ones keep `aho-corasick`, whose prefilters beat a
-//! plain automaton there and which builds them in microseconds.
+//! back from the compiled-rule cache in a fraction of that. Literal sets
+//! of 8 or more use it; smaller ones keep `aho-corasick`, which builds
+//! them in microseconds.
 //!
 //! Layout: every byte maps to a class, one per byte that occurs in some
 //! literal and class 0 for all others (which always lead back to the
