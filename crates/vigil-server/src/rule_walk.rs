@@ -56,24 +56,34 @@ pub fn walk<T: Send>(
     };
     rayon::scope(|scope| {
         for p in paths {
+            // Spelled as its components (`a//b/./c` as `a/b/c`), so that
+            // every path found is one whose order key is equal for equal
+            // paths only.
+            let p: PathBuf = p.components().collect();
             if p.is_file() {
                 let found = (walk.per_file)(Found {
-                    path: p,
+                    path: &p,
                     in_dir: None,
                 });
-                lock(&walk.found).push((p.clone(), found));
+                lock(&walk.found).push((p, found));
             } else if !p.exists() {
-                walk.error(p, "no such file or directory".into());
+                walk.error(&p, "no such file or directory".into());
             } else if p.is_dir() {
                 let walk = &walk;
-                let dir = p.clone();
-                scope.spawn(move |scope| walk.directory(scope, dir, Arc::new(Vec::new())));
+                scope.spawn(move |scope| walk.directory(scope, p, Arc::new(Vec::new())));
             }
         }
     });
-    let mut found = walk.found.into_inner().unwrap_or_else(|e| e.into_inner());
-    found.sort_by_cached_key(|(p, _)| path_order_key(p));
-    found.dedup_by(|a, b| a.0 == b.0);
+    let found = walk.found.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Duplicates (a file under two of `paths`) are found by their keys:
+    // comparing `Path`s splits both into components each time.
+    let mut keyed: Vec<_> = found
+        .into_iter()
+        .map(|(p, t)| (path_order_key(&p), p, t))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    let found = keyed.into_iter().map(|(_, p, t)| (p, t)).collect();
     let mut errors = walk.errors.into_inner().unwrap_or_else(|e| e.into_inner());
     errors.sort_by(|a, b| (&a.path, &a.reason).cmp(&(&b.path, &b.reason)));
     (found, errors)
@@ -197,11 +207,15 @@ fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Whether a file name has the extension `yml` or `yaml`, as
+/// [`Path::extension`] has it (a dot file such as `.yml` has none), read
+/// off the bytes: `Path::extension` parses the name as a path first, for
+/// every entry of every rule directory.
 fn is_rule_file(name: &OsStr) -> bool {
-    matches!(
-        Path::new(name).extension().and_then(|x| x.to_str()),
-        Some("yml" | "yaml")
-    )
+    let b = name.as_encoded_bytes();
+    [&b".yml"[..], b".yaml"]
+        .iter()
+        .any(|ext| b.len() > ext.len() && b.ends_with(ext))
 }
 
 /// What identifies a directory however it is reached: device and inode.
@@ -259,4 +273,61 @@ fn path_order_key(p: &Path) -> Vec<u8> {
 #[cfg(not(unix))]
 fn path_order_key(p: &Path) -> PathBuf {
     p.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_files_are_named_as_path_extension_has_it() {
+        for name in [
+            "a.yml",
+            "a.yaml",
+            ".yml",
+            ".yaml",
+            "..yml",
+            "yml",
+            "a.YML",
+            "a.yml.bak",
+            "a.ymlx",
+            "a.txt",
+            "a.",
+            "a.y",
+            "a.json",
+            ".a.yml",
+            "b.c.yaml",
+            "",
+        ] {
+            let by_path = matches!(
+                Path::new(name).extension().and_then(|x| x.to_str()),
+                Some("yml" | "yaml")
+            );
+            assert_eq!(is_rule_file(OsStr::new(name)), by_path, "{name:?}");
+        }
+    }
+
+    /// A file under two of the paths given, however they are spelled, is
+    /// found once.
+    #[test]
+    fn a_file_under_two_spellings_of_a_path_is_found_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/r.yml"), "title: t").expect("write");
+        std::fs::write(dir.path().join("top.yml"), "title: t").expect("write");
+        let root = dir.path().to_string_lossy().into_owned();
+        let paths = [
+            PathBuf::from(format!("{root}/sub")),
+            PathBuf::from(format!("{root}//./sub/")),
+            PathBuf::from(&root),
+            PathBuf::from(format!("{root}/sub//r.yml")),
+        ];
+        let (found, errors) = walk(&paths, |_| ());
+        assert!(errors.is_empty(), "{errors:?}");
+        let found: Vec<PathBuf> = found.into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            found,
+            [dir.path().join("sub/r.yml"), dir.path().join("top.yml")]
+        );
+    }
 }

@@ -119,6 +119,11 @@ impl<'a> Words<'a> {
         self.0.len() / 4
     }
 
+    /// The largest word, with `mask` applied (0 for no words).
+    fn max_masked(self, mask: u32) -> u32 {
+        self.iter().fold(0, |m, w| m.max(w & mask))
+    }
+
     fn iter(self) -> impl Iterator<Item = u32> + Clone + 'a {
         self.0
             .chunks_exact(4)
@@ -461,8 +466,8 @@ fn child(kids: &[(u8, u32)], c: u8) -> Option<u32> {
 impl TryFrom<Packed> for LiteralAutomaton {
     type Error = String;
 
-    /// Checks what searching relies on: indices in bounds, failure links
-    /// going back to smaller states, match flags where literals end.
+    /// Checks what searching relies on: indices in bounds and failure
+    /// links going back to smaller states.
     fn try_from(p: Packed) -> Result<LiteralAutomaton, String> {
         let bad = |what: &str| Err(format!("literal automaton: {what}"));
         let Some(t) = p.view() else {
@@ -482,11 +487,18 @@ impl TryFrom<Packed> for LiteralAutomaton {
         if p.dense_states as usize > n || t.dense.len() != p.dense_states as usize * classes {
             return bad("dense rows");
         }
-        if t.fail
+        // The checks below read every word of the tables (2.2 MB for
+        // SigmaHQ's Windows rules, on every hunt that loads them from the
+        // cache), so each is a fold the compiler can vectorize rather
+        // than a search that stops early: a damaged entry is rare, and
+        // its checksum usually catches it first.
+        let fail_ok = t
+            .fail
             .iter()
-            .enumerate()
-            .any(|(s, f)| s > 0 && f as usize >= s)
-        {
+            .zip(0u32..)
+            .skip(1)
+            .fold(true, |ok, (f, s)| ok & (f < s));
+        if !fail_ok {
             return bad("failure link");
         }
         let monotonic = |starts: Words<'_>, len: usize| {
@@ -494,7 +506,7 @@ impl TryFrom<Packed> for LiteralAutomaton {
                 && starts
                     .iter()
                     .zip(starts.iter().skip(1))
-                    .all(|(a, b)| a <= b)
+                    .fold(true, |ok, (a, b)| ok & (a <= b))
                 && starts.get(n) as usize == len
         };
         if t.trans_class.len() != t.trans_target.len()
@@ -505,18 +517,20 @@ impl TryFrom<Packed> for LiteralAutomaton {
         if !monotonic(t.out_start, t.outputs.len()) {
             return bad("output lists");
         }
-        if t.outputs.iter().any(|p_| p_ >= p.patterns) {
+        if t.outputs.len() > 0 && t.outputs.max_masked(u32::MAX) >= p.patterns {
             return bad("literal index");
         }
-        let flagged_right = |target: u32| {
-            let s = (target & !MATCH) as usize;
-            s < n && (target & MATCH != 0) == (t.out_start.get(s) < t.out_start.get(s + 1))
-        };
-        if !t
-            .dense
-            .iter()
-            .chain(t.trans_target.iter())
-            .all(flagged_right)
+        // Targets must be states. Whether a target's `MATCH` flag agrees
+        // with its state's outputs is not checked: a wrong flag can only
+        // report a state's (empty) outputs or miss them, never read out
+        // of bounds, and checking it looked up every target's outputs,
+        // more than half of the instructions of decoding SigmaHQ's
+        // Windows rules from the cache (12.6M of 21.5M, callgrind).
+        let state_bound = n as u32;
+        if t.dense
+            .max_masked(!MATCH)
+            .max(t.trans_target.max_masked(!MATCH))
+            >= state_bound
         {
             return bad("transition target");
         }
