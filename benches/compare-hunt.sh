@@ -16,15 +16,22 @@ if [ $# -lt 4 ]; then
 fi
 a=$1 b=$2 rules=$3 inputs=$4 runs=${5:-11}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+# Each build gets a compiled-rule cache of its own, filled before timing:
+# sharing one, each build's run replaces the entry the other remembers for
+# these settings, and every hunt then decodes a wrong guess before the
+# right entry.
+cache_a=$(mktemp -d) cache_b=$(mktemp -d)
+trap 'rm -rf "$out" "$cache_a" "$cache_b"' EXIT
+VIGIL_CACHE_DIR=$cache_a "$a" hunt --rules "$rules" "$inputs" -f jsonl -q >/dev/null 2>&1 || true
+VIGIL_CACHE_DIR=$cache_b "$b" hunt --rules "$rules" "$inputs" -f jsonl -q >/dev/null 2>&1 || true
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
 # The order alternates (A B, then B A): whichever runs second after the
 # other was measured slower by a few percent on this machine.
 for i in $(seq "$runs"); do
     if (( i % 2 )); then first=A second=B; else first=B second=A; fi
     for who in $first $second; do
-        if [ "$who" = A ]; then bin=$a; else bin=$b; fi
-        echo "$who-hunt $(ms "$bin" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
+        if [ "$who" = A ]; then bin=$a cache=$cache_a; else bin=$b cache=$cache_b; fi
+        echo "$who-hunt $(VIGIL_CACHE_DIR=$cache ms "$bin" hunt --rules "$rules" "$inputs" -f jsonl -q)" >>"$out"
     done
     echo "B-parse-only $(ms "$b" hunt --parse-only "$inputs" -q)" >>"$out"
 done
