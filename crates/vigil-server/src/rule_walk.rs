@@ -43,8 +43,11 @@ const RUN: usize = 128;
 /// Every `.yml`/`.yaml` file under `paths` (a file named directly is
 /// taken whatever its extension), with what `per_file` made of it on the
 /// thread that found it; sorted by path as [`Path`]'s order has it,
-/// without duplicates. Errors (a path that does not exist, a directory
-/// that does not read, a broken link, a loop) are sorted by path.
+/// without duplicates: a file under two of `paths`, however they are
+/// spelled (`rules` and `./rules/`, a relative path and an absolute one,
+/// a link to a directory and the directory), is taken once, where it
+/// comes first. Errors (a path that does not exist, a directory that
+/// does not read, a broken link, a loop) are sorted by path.
 pub fn walk<T: Send>(
     paths: &[PathBuf],
     per_file: impl Fn(Found<'_>) -> T + Sync,
@@ -54,39 +57,72 @@ pub fn walk<T: Send>(
         found: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
     };
+    // Spelled as their components (`a//b/./c` as `a/b/c`), so that every
+    // path found is one whose order key is equal for equal paths only.
+    let roots: Vec<PathBuf> = paths.iter().map(|p| p.components().collect()).collect();
     rayon::scope(|scope| {
-        for p in paths {
-            // Spelled as its components (`a//b/./c` as `a/b/c`), so that
-            // every path found is one whose order key is equal for equal
-            // paths only.
-            let p: PathBuf = p.components().collect();
+        for p in &roots {
             if p.is_file() {
                 let found = (walk.per_file)(Found {
-                    path: &p,
+                    path: p,
                     in_dir: None,
                 });
-                lock(&walk.found).push((p, found));
+                lock(&walk.found).push((p.clone(), found));
             } else if !p.exists() {
-                walk.error(&p, "no such file or directory".into());
+                walk.error(p, "no such file or directory".into());
             } else if p.is_dir() {
                 let walk = &walk;
-                scope.spawn(move |scope| walk.directory(scope, p, Arc::new(Vec::new())));
+                let dir = p.clone();
+                scope.spawn(move |scope| walk.directory(scope, dir, Arc::new(Vec::new())));
             }
         }
     });
     let found = walk.found.into_inner().unwrap_or_else(|e| e.into_inner());
-    // Duplicates (a file under two of `paths`) are found by their keys:
-    // comparing `Path`s splits both into components each time.
+    // Sorted and the same path dropped by order key: comparing `Path`s
+    // splits both into components each time.
     let mut keyed: Vec<_> = found
         .into_iter()
         .map(|(p, t)| (path_order_key(&p), p, t))
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     keyed.dedup_by(|a, b| a.0 == b.0);
-    let found = keyed.into_iter().map(|(_, p, t)| (p, t)).collect();
+    let mut found: Vec<_> = keyed.into_iter().map(|(_, p, t)| (p, t)).collect();
+    if roots.len() > 1 {
+        found = first_of_each_file(found, &roots);
+    }
     let mut errors = walk.errors.into_inner().unwrap_or_else(|e| e.into_inner());
     errors.sort_by(|a, b| (&a.path, &a.reason).cmp(&(&b.path, &b.reason)));
     (found, errors)
+}
+
+/// `found` (in order) without the files already found under another
+/// spelling of the same place: each path is keyed by the canonical path
+/// of the longest of `roots` it is under, joined with the rest of it
+/// (names the walk read, never `..`). Only for several roots: under one,
+/// every file has one path (links back up the tree are not followed).
+fn first_of_each_file<T>(found: Vec<(PathBuf, T)>, roots: &[PathBuf]) -> Vec<(PathBuf, T)> {
+    let canonical: Vec<Option<PathBuf>> = roots.iter().map(|r| r.canonicalize().ok()).collect();
+    let mut seen = std::collections::HashSet::new();
+    found
+        .into_iter()
+        .filter(|(p, _)| {
+            let key = roots
+                .iter()
+                .zip(&canonical)
+                .filter_map(|(root, canonical)| Some((root, p.strip_prefix(root).ok()?, canonical)))
+                .max_by_key(|(root, _, _)| root.as_os_str().len())
+                .and_then(|(_, rest, canonical)| {
+                    let canonical = canonical.as_ref()?;
+                    Some(if rest.as_os_str().is_empty() {
+                        canonical.clone()
+                    } else {
+                        canonical.join(rest)
+                    })
+                })
+                .unwrap_or_else(|| p.clone());
+            seen.insert(key)
+        })
+        .collect()
 }
 
 /// What the tasks of one walk share.
@@ -308,26 +344,36 @@ mod tests {
     }
 
     /// A file under two of the paths given, however they are spelled, is
-    /// found once.
+    /// found once, under the path that comes first.
     #[test]
     fn a_file_under_two_spellings_of_a_path_is_found_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
-        std::fs::write(dir.path().join("sub/r.yml"), "title: t").expect("write");
-        std::fs::write(dir.path().join("top.yml"), "title: t").expect("write");
-        let root = dir.path().to_string_lossy().into_owned();
-        let paths = [
-            PathBuf::from(format!("{root}/sub")),
-            PathBuf::from(format!("{root}//./sub/")),
-            PathBuf::from(&root),
-            PathBuf::from(format!("{root}/sub//r.yml")),
+        let top = dir.path().join("a");
+        std::fs::create_dir_all(top.join("sub")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("b")).expect("mkdir");
+        std::fs::write(top.join("sub/r.yml"), "title: t").expect("write");
+        std::fs::write(top.join("top.yml"), "title: t").expect("write");
+        let a = top.to_string_lossy().into_owned();
+        let mut paths = vec![
+            PathBuf::from(format!("{a}/sub")),
+            PathBuf::from(format!("{a}//./sub/")),
+            PathBuf::from(&a),
+            PathBuf::from(format!("{a}/sub//r.yml")),
+            PathBuf::from(format!("{a}/sub/../sub")),
         ];
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("b/link");
+            std::os::unix::fs::symlink(top.join("sub"), &link).expect("symlink");
+            paths.push(link);
+        }
         let (found, errors) = walk(&paths, |_| ());
         assert!(errors.is_empty(), "{errors:?}");
-        let found: Vec<PathBuf> = found.into_iter().map(|(p, _)| p).collect();
-        assert_eq!(
-            found,
-            [dir.path().join("sub/r.yml"), dir.path().join("top.yml")]
-        );
+        let found: Vec<PathBuf> = found
+            .into_iter()
+            .map(|(p, _)| p.canonicalize().expect("found files exist"))
+            .collect();
+        let top = top.canonicalize().expect("canonical");
+        assert_eq!(found, [top.join("sub/r.yml"), top.join("top.yml")]);
     }
 }

@@ -156,6 +156,7 @@ impl RuleSetBuilder {
                 );
             }
         }
+        warnings.extend(repeated_ids(&rules));
         let mut c = Compiler::default();
         let channel = c.field_id("Channel");
         let event_id = c.field_id("EventID");
@@ -297,6 +298,39 @@ impl RuleSet {
             }),
         }
     }
+}
+
+/// A warning for each rule whose id an earlier rule of the set already
+/// has: both run, so each match is reported twice (a copy of a rule kept
+/// beside the original, say), which the user should know.
+fn repeated_ids(rules: &[Rule]) -> Vec<RuleError> {
+    let mut first: FxHashMap<&str, &Rule> = FxHashMap::default();
+    let mut warnings = Vec::new();
+    for rule in rules {
+        let Some(id) = rule.id.as_deref() else {
+            continue;
+        };
+        match first.get(id) {
+            None => {
+                first.insert(id, rule);
+            }
+            Some(earlier) => {
+                let where_ = match &earlier.path {
+                    Some(path) => format!("{path}:{}", earlier.line),
+                    None => format!("line {}", earlier.line),
+                };
+                warnings.push(
+                    RuleError::new(
+                        rule.line,
+                        Some("id".into()),
+                        format!("{id} is also the id of the rule at {where_}; both run"),
+                    )
+                    .with_path(rule.path.clone()),
+                );
+            }
+        }
+    }
+    warnings
 }
 
 /// Whether every key `filter` sets equals the rule's (a filter for
@@ -958,6 +992,32 @@ mod tests {
             b.add_documents(docs);
         }
         b.build()
+    }
+
+    /// Two rules with one id both run, and the set warns of the second,
+    /// naming where the first is.
+    #[test]
+    fn a_repeated_rule_id_is_a_warning() {
+        let rule = "title: t\nid: r1\nlogsource: {product: windows}\ndetection:\n  sel: {CommandLine|contains: whoami}\n  condition: sel\n";
+        let other = rule.replace("id: r1", "id: r2");
+        let mut b = RuleSetBuilder::new();
+        for (path, text) in [("a.yml", rule), ("b.yml", rule), ("c.yml", other.as_str())] {
+            let (docs, errs) = parse_file(Some(path.into()), text, &Placeholders::new());
+            assert!(errs.is_empty(), "{errs:?}");
+            b.add_documents(docs);
+        }
+        let set = b.build();
+        assert_eq!(set.len(), 3);
+        let warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("b.yml"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("id: r1 is also the id of the rule at a.yml:1; both run"),
+            "{warnings:?}"
+        );
+        let mut e = Event::new();
+        e.push("CommandLine", "whoami /all");
+        assert_eq!(set.matches(&e, &mut Scratch::default()).len(), 3);
     }
 
     /// The prefilter keys on the rarest literal, not on the event ID the
