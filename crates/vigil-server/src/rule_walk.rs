@@ -98,8 +98,10 @@ pub fn walk<T: Send>(
 /// `found` (in order) without the files already found under another
 /// spelling of the same place: each path is keyed by the canonical path
 /// of the longest of `roots` it is under, joined with the rest of it
-/// (names the walk read, never `..`). Only for several roots: under one,
-/// every file has one path (links back up the tree are not followed).
+/// (names the walk read, never `..`). Links inside a walked tree are not
+/// resolved: a file reached through a link to a sibling directory is
+/// still found under both paths. Run for several roots only, the case a
+/// differently spelled root makes.
 fn first_of_each_file<T>(found: Vec<(PathBuf, T)>, roots: &[PathBuf]) -> Vec<(PathBuf, T)> {
     let canonical: Vec<Option<PathBuf>> = roots.iter().map(|r| r.canonicalize().ok()).collect();
     let mut seen = std::collections::HashSet::new();
