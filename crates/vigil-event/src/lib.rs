@@ -24,8 +24,17 @@ use std::sync::Arc;
 /// Past this many distinct names a thread stops interning new ones.
 const INTERN_LIMIT: usize = 1 << 16;
 
+/// The interned names of one thread, hashed by `foldhash` with a seed
+/// drawn per process. Field names can come from hostile input, so the
+/// hash must be keyed, as std's SipHash is, so that no one can craft
+/// names that collide; `foldhash` is several times cheaper. With
+/// SipHash, interning took 63.9M of the 702M instructions of a
+/// parse-only pass over the EVTX corpus; with `foldhash`, 26.7M of 665M
+/// (callgrind).
+type Names = HashMap<Box<str>, Arc<str>, foldhash::fast::RandomState>;
+
 thread_local! {
-    static NAMES: RefCell<HashMap<Box<str>, Arc<str>>> = RefCell::new(HashMap::new());
+    static NAMES: RefCell<Names> = RefCell::new(Names::default());
 }
 
 /// Returns a shared copy of a field name.
