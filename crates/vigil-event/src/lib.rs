@@ -14,7 +14,7 @@
 mod json_stream;
 pub mod json_write;
 
-pub use json_stream::event_from_json_slice;
+pub use json_stream::{deserialize_document, event_from_json_slice};
 
 use std::cell::RefCell;
 use std::collections::HashMap;

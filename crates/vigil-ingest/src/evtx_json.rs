@@ -17,13 +17,13 @@ use vigil_event::{intern, value_from_json, Event, Value};
 /// # Errors
 /// When the bytes are not valid JSON.
 pub fn flatten_evtx_json(bytes: &[u8], event: &mut Event) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    Seed {
-        event,
-        mode: Mode::Root,
-    }
-    .deserialize(&mut de)?;
-    de.end()
+    vigil_event::deserialize_document(
+        bytes,
+        Seed {
+            event,
+            mode: Mode::Root,
+        },
+    )
 }
 
 /// Where in the record the visitor is. Names borrow from the record's
@@ -237,5 +237,27 @@ mod tests {
         let mut e = Event::new();
         assert!(flatten_evtx_json(b"{\"Event\": {", &mut e).is_err());
         assert!(flatten_evtx_json(b"{} trailing", &mut e).is_err());
+    }
+
+    /// Bytes that are not UTF-8 are an error that says where, and valid
+    /// text reads the same either way in.
+    #[test]
+    fn bytes_that_are_not_utf8_are_an_error_with_its_place() {
+        let mut e = Event::new();
+        let bad = b"{\"Event\": {\"EventData\": {\"Data\": \"a\xff\"}}}";
+        let err = flatten_evtx_json(bad, &mut e).expect_err("not UTF-8");
+        assert_eq!((err.line(), err.column()), (1, 36), "{err}");
+        let good = r#"{"Event": {"System": {"EventID": 4688}, "EventData": {"CommandLine": "x \u00e9 \"q\""}}}"#;
+        let (mut a, mut b) = (Event::new(), Event::new());
+        flatten_evtx_json(good.as_bytes(), &mut a).expect("valid");
+        let mut de = serde_json::Deserializer::from_slice(good.as_bytes());
+        Seed {
+            event: &mut b,
+            mode: Mode::Root,
+        }
+        .deserialize(&mut de)
+        .expect("valid");
+        assert_eq!(a.entries(), b.entries());
+        assert_eq!(a.get("CommandLine"), Some(&Value::Str("x é \"q\"".into())));
     }
 }
