@@ -510,3 +510,62 @@ fn hunt_from_the_rule_cache_agrees_with_a_fresh_compile() {
     assert_eq!(written, fresh);
     assert_eq!(loaded, fresh);
 }
+
+/// Reading a large EVTX file tells its progress as it goes, several times
+/// before the end and never past the file's length, whether the file is
+/// plain (read by one thread or several) or gzip-compressed.
+#[test]
+fn evtx_progress_moves_within_a_large_file() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    let Some(c) = corpus("evtx_progress_moves_within_a_large_file") else {
+        return;
+    };
+    let records = |f: &Path| {
+        let mut n = 0;
+        vigil_ingest::evtx::read_evtx(f, Default::default(), |_| (), |_| n += 1).unwrap();
+        n
+    };
+    // The file with the most records: most are 17 chunks long, few full.
+    let fullest = evtx_files(&c.join("evtx"))
+        .into_iter()
+        .max_by_key(|f| records(f))
+        .unwrap();
+    let bytes = std::fs::read(&fullest).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("big.evtx.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    for (file, threads) in [(&fullest, 1), (&fullest, 2), (&gz, 1)] {
+        let len = std::fs::metadata(file).unwrap().len();
+        let items = AtomicU64::new(0);
+        // The bytes told so far at each report.
+        let reports = Mutex::new(Vec::new());
+        let told = AtomicU64::new(0);
+        let opts = vigil_ingest::evtx::EvtxOptions {
+            threads,
+            ..Default::default()
+        };
+        vigil_ingest::evtx::read_evtx_with_progress(
+            file,
+            opts,
+            |n| {
+                let total = told.fetch_add(n, Ordering::Relaxed) + n;
+                reports.lock().unwrap().push(total);
+            },
+            |e| e,
+            |_| {
+                items.fetch_add(1, Ordering::Relaxed);
+            },
+        )
+        .unwrap();
+        let reports = reports.into_inner().unwrap();
+        let before_end = reports.iter().filter(|&&t| t > 0 && t < len).count();
+        let what = format!("{} ({threads} threads): {reports:?}", file.display());
+        assert!(before_end >= 2, "{what}");
+        assert!(told.load(Ordering::Relaxed) <= len, "{what}");
+        assert!(items.load(Ordering::Relaxed) > 1000, "{what}");
+    }
+}
