@@ -37,19 +37,17 @@ pub fn deserialize_document<'de, S: DeserializeSeed<'de>>(
     bytes: &'de [u8],
     seed: S,
 ) -> Result<S::Value, serde_json::Error> {
+    fn whole<'de, R: serde_json::de::Read<'de>, S: DeserializeSeed<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        seed: S,
+    ) -> Result<S::Value, serde_json::Error> {
+        let value = seed.deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
     match std::str::from_utf8(bytes) {
-        Ok(text) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let value = seed.deserialize(&mut de)?;
-            de.end()?;
-            Ok(value)
-        }
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let value = seed.deserialize(&mut de)?;
-            de.end()?;
-            Ok(value)
-        }
+        Ok(text) => whole(serde_json::Deserializer::from_str(text), seed),
+        Err(_) => whole(serde_json::Deserializer::from_slice(bytes), seed),
     }
 }
 

@@ -75,7 +75,6 @@ where
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let (input, file_len, position) =
         open_maybe_gzipped(file, &progress).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let mut told = 0u64;
     let mut parser = EvtxParser::from_read_seek(input)
         .map_err(|e| IngestError {
             source: source.clone(),
@@ -99,52 +98,52 @@ where
     });
     let src = source.clone();
     let windows: Arc<str> = "windows".into();
-    for item in parser
-        .serialized_records(move |record| {
-            let record = record?;
-            let record_id = record.event_record_id;
-            let ts = record.timestamp.as_nanosecond();
-            let rendered = record.into_json_bytes()?;
-            // Straight from the rendered bytes to fields: no JSON tree.
-            let mut event = Event::with_capacity(32);
-            crate::evtx_json::flatten_evtx_json(&rendered.data, &mut event).map_err(|e| {
-                EvtxError::FailedToParseRecord {
-                    record_id,
-                    source: Box::new(EvtxError::SerializationError(e.into())),
-                }
-            })?;
-            // The event's own time (`System/TimeCreated`), as every peer and
-            // the JSON rendering of the same record give it; the record
-            // header's time is when the record was written, which can lag.
-            event.meta.timestamp_ns = match event.get("TimeCreated_SystemTime") {
-                Some(vigil_event::Value::Str(t)) => crate::parse_time(t),
-                _ => None,
+    // Records passed on, and how far into a plain file progress has told.
+    let (mut records, mut told) = (0usize, 0u64);
+    for item in parser.serialized_records(move |record| {
+        let record = record?;
+        let record_id = record.event_record_id;
+        let ts = record.timestamp.as_nanosecond();
+        let rendered = record.into_json_bytes()?;
+        // Straight from the rendered bytes to fields: no JSON tree.
+        let mut event = Event::with_capacity(32);
+        crate::evtx_json::flatten_evtx_json(&rendered.data, &mut event).map_err(|e| {
+            EvtxError::FailedToParseRecord {
+                record_id,
+                source: Box::new(EvtxError::SerializationError(e.into())),
             }
-            .or_else(|| i64::try_from(ts).ok());
-            // The event's own `EventRecordID`, as Event Viewer, Hayabusa and
-            // Chainsaw show it: in an exported or filtered file the record
-            // header is renumbered from 1, so its number cannot be looked up
-            // on the machine the event came from.
-            event.meta.record_id = Some(
-                event
-                    .get("EventRecordID")
-                    .and_then(|v| v.as_i64())
-                    .and_then(|v| u64::try_from(v).ok())
-                    .unwrap_or(record_id),
-            );
-            event.meta.source = Some(src.clone());
-            event.meta.product = Some(windows.clone());
-            Ok(map(event))
-        })
-        .enumerate()
-    {
-        if let (Some(file), 0) = (&position, item.0 % PROGRESS_EVERY) {
+        })?;
+        // The event's own time (`System/TimeCreated`), as every peer and
+        // the JSON rendering of the same record give it; the record
+        // header's time is when the record was written, which can lag.
+        event.meta.timestamp_ns = match event.get("TimeCreated_SystemTime") {
+            Some(vigil_event::Value::Str(t)) => crate::parse_time(t),
+            _ => None,
+        }
+        .or_else(|| i64::try_from(ts).ok());
+        // The event's own `EventRecordID`, as Event Viewer, Hayabusa and
+        // Chainsaw show it: in an exported or filtered file the record
+        // header is renumbered from 1, so its number cannot be looked up
+        // on the machine the event came from.
+        event.meta.record_id = Some(
+            event
+                .get("EventRecordID")
+                .and_then(|v| v.as_i64())
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(record_id),
+        );
+        event.meta.source = Some(src.clone());
+        event.meta.product = Some(windows.clone());
+        Ok(map(event))
+    }) {
+        if let (Some(file), 0) = (&position, records % PROGRESS_EVERY) {
             if let Ok(at) = (&*file).stream_position() {
                 progress(at.saturating_sub(told));
                 told = told.max(at);
             }
         }
-        on_item(item.1.map_err(|e| IngestError {
+        records += 1;
+        on_item(item.map_err(|e| IngestError {
             source: source.clone(),
             position: position_of(&e),
             reason: describe(&e),

@@ -77,16 +77,10 @@ pub fn walk<T: Send>(
             }
         }
     });
-    let found = walk.found.into_inner().unwrap_or_else(|e| e.into_inner());
-    // Sorted and the same path dropped by order key: comparing `Path`s
-    // splits both into components each time.
-    let mut keyed: Vec<_> = found
-        .into_iter()
-        .map(|(p, t)| (path_order_key(&p), p, t))
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    keyed.dedup_by(|a, b| a.0 == b.0);
-    let mut found: Vec<_> = keyed.into_iter().map(|(_, p, t)| (p, t)).collect();
+    let mut found = walk.found.into_inner().unwrap_or_else(|e| e.into_inner());
+    found.sort_by_cached_key(|(p, _)| path_order_key(p));
+    // Under one root every file is found once, by one path; only several
+    // roots (overlapping, or one place spelled two ways) find one twice.
     if roots.len() > 1 {
         found = first_of_each_file(found, &roots);
     }
@@ -107,24 +101,24 @@ fn first_of_each_file<T>(found: Vec<(PathBuf, T)>, roots: &[PathBuf]) -> Vec<(Pa
     let mut seen = std::collections::HashSet::new();
     found
         .into_iter()
-        .filter(|(p, _)| {
-            let key = roots
-                .iter()
-                .zip(&canonical)
-                .filter_map(|(root, canonical)| Some((root, p.strip_prefix(root).ok()?, canonical)))
-                .max_by_key(|(root, _, _)| root.as_os_str().len())
-                .and_then(|(_, rest, canonical)| {
-                    let canonical = canonical.as_ref()?;
-                    Some(if rest.as_os_str().is_empty() {
-                        canonical.clone()
-                    } else {
-                        canonical.join(rest)
-                    })
-                })
-                .unwrap_or_else(|| p.clone());
-            seen.insert(key)
-        })
+        .filter(|(p, _)| seen.insert(place_of(p, roots, &canonical)))
         .collect()
+}
+
+/// Where `path` is: the canonical path of the longest of `roots` it is
+/// under, joined with the rest of it; the path itself when no root's
+/// canonical path is known.
+fn place_of(path: &Path, roots: &[PathBuf], canonical: &[Option<PathBuf>]) -> PathBuf {
+    let under = roots
+        .iter()
+        .zip(canonical)
+        .filter_map(|(root, canonical)| Some((root, path.strip_prefix(root).ok()?, canonical)))
+        .max_by_key(|(root, _, _)| root.as_os_str().len());
+    match under {
+        Some((_, rest, Some(canonical))) if rest.as_os_str().is_empty() => canonical.clone(),
+        Some((_, rest, Some(canonical))) => canonical.join(rest),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// What the tasks of one walk share.
